@@ -1,0 +1,234 @@
+//! Users and access keys, and the authentication of signed requests against them.
+//!
+//! Secrets are sealed with the master key in the database and kept opened in a small
+//! in-memory cache, so the hot path of a signed request costs one map lookup and the HMACs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use nimbus_core::arn::Partition;
+use nimbus_core::{clock, names};
+use nimbus_meta::Db;
+use nimbus_meta::sqlx::{self, Row};
+use rand::Rng;
+use time::OffsetDateTime;
+
+use crate::IamError;
+use crate::crypto::MasterKey;
+use crate::sigv4::{self, SigError, UriMode};
+
+/// Who sent a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// User name.
+    pub user: String,
+    /// `arn:aws:iam::{account}:user/{name}`.
+    pub arn: String,
+    /// Whether the user holds every permission.
+    pub is_admin: bool,
+    /// The access key the request was signed with.
+    pub access_key_id: String,
+}
+
+/// A freshly created access key. The secret is shown once and never stored in clear.
+#[derive(Clone)]
+pub struct NewAccessKey {
+    pub user: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for NewAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NewAccessKey({}, {}, ***)", self.user, self.access_key_id)
+    }
+}
+
+#[derive(Clone)]
+struct OpenKey {
+    secret: String,
+    principal: Principal,
+}
+
+/// The identity service.
+#[derive(Clone)]
+pub struct Iam {
+    db: Db,
+    key: MasterKey,
+    partition: Partition,
+    cache: Arc<RwLock<HashMap<String, OpenKey>>>,
+}
+
+const ADMIN_USER: &str = "admin";
+
+impl Iam {
+    /// An identity service over `db`, sealing with `key`.
+    pub fn new(db: Db, key: MasterKey, partition: Partition) -> Iam {
+        Iam { db, key, partition, cache: Default::default() }
+    }
+
+    /// The region and account of this deployment.
+    pub fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    /// On the first start (no user yet) creates the `admin` user with one access key and
+    /// returns it; afterwards returns `None`. Safe against replicas starting together.
+    pub async fn bootstrap_admin(&self) -> Result<Option<NewAccessKey>, IamError> {
+        let mut tx = self.db.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, 1, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(ADMIN_USER)
+        .bind(self.partition.user_arn(ADMIN_USER))
+        .bind(clock::now_ms())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
+        tx.commit().await?;
+        Ok(Some(key))
+    }
+
+    /// Creates a user. Admin users hold every permission.
+    pub async fn create_user(&self, name: &str, is_admin: bool) -> Result<(), IamError> {
+        names::resource("user", name)?;
+        sqlx::query("INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, $3, $4)")
+            .bind(name)
+            .bind(self.partition.user_arn(name))
+            .bind(is_admin as i64)
+            .bind(clock::now_ms())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an access key for an existing user.
+    pub async fn create_access_key(&self, user: &str) -> Result<NewAccessKey, IamError> {
+        let mut tx = self.db.write().await?;
+        let exists = sqlx::query("SELECT name FROM users WHERE name = $1").bind(user).fetch_optional(&mut *tx.tx).await?;
+        if exists.is_none() {
+            return Err(IamError::UserNotFound(user.to_string()));
+        }
+        let key = self.insert_key(&mut tx.tx, user).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn insert_key(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        user: &str,
+    ) -> Result<NewAccessKey, IamError> {
+        let (access_key_id, secret) = generate_key_pair();
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, user_name, secret_sealed, status, created_ms) VALUES ($1, $2, $3, 'Active', $4)",
+        )
+        .bind(&access_key_id)
+        .bind(user)
+        .bind(self.key.seal(&secret, &access_key_id))
+        .bind(clock::now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(NewAccessKey { user: user.to_string(), access_key_id, secret_access_key: secret })
+    }
+
+    /// Disables an access key; requests signed with it are refused from now on.
+    pub async fn disable_access_key(&self, access_key_id: &str) -> Result<bool, IamError> {
+        let n = sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        self.cache.write().expect("cache lock").remove(access_key_id);
+        Ok(n > 0)
+    }
+
+    async fn open_key(&self, access_key_id: &str) -> Result<Option<OpenKey>, IamError> {
+        if let Some(k) = self.cache.read().expect("cache lock").get(access_key_id) {
+            return Ok(Some(k.clone()));
+        }
+        let row = sqlx::query(
+            "SELECT k.secret_sealed, k.user_name, u.arn, u.is_admin FROM access_keys k JOIN users u ON u.name = k.user_name \
+             WHERE k.access_key_id = $1 AND k.status = 'Active'",
+        )
+        .bind(access_key_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: String = row.try_get("secret_sealed")?;
+        let open = OpenKey {
+            secret: self.key.open(&sealed, access_key_id)?,
+            principal: Principal {
+                user: row.try_get("user_name")?,
+                arn: row.try_get("arn")?,
+                is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+                access_key_id: access_key_id.to_string(),
+            },
+        };
+        self.cache.write().expect("cache lock").insert(access_key_id.to_string(), open.clone());
+        Ok(Some(open))
+    }
+
+    /// Verifies a SigV4-signed request for `service` in this deployment's region and says
+    /// who sent it.
+    pub async fn authenticate(&self, req: &sigv4::Request<'_>, service: &str, mode: UriMode) -> Result<Principal, IamError> {
+        let parsed = sigv4::parse(req)?;
+        let key = self
+            .open_key(&parsed.access_key_id)
+            .await?
+            .ok_or_else(|| SigError::UnknownKey(parsed.access_key_id.clone()))?;
+        parsed.verify(req, &key.secret, &self.partition.region, service, mode, OffsetDateTime::now_utc())?;
+        Ok(key.principal)
+    }
+}
+
+/// An AWS-shaped key pair: `AKIA` + 16 upper-case letters and digits, and a 40-character
+/// secret.
+fn generate_key_pair() -> (String, String) {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = rand::rngs::OsRng;
+    let id: String = (0..16).map(|_| UPPER[rng.gen_range(0..UPPER.len())] as char).collect();
+    let secret: String = (0..40).map(|_| SECRET[rng.gen_range(0..SECRET.len())] as char).collect();
+    (format!("AKIA{id}"), secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bootstrap_creates_one_admin_key_that_authenticates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
+        let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+        let iam = Iam::new(db, key, Partition::default());
+        let admin = iam.bootstrap_admin().await.unwrap().expect("first start creates a key");
+        assert!(iam.bootstrap_admin().await.unwrap().is_none());
+        assert!(admin.access_key_id.starts_with("AKIA") && admin.access_key_id.len() == 20);
+
+        let signer = sigv4::Signer {
+            access_key_id: admin.access_key_id.clone(),
+            secret: admin.secret_access_key.clone(),
+            region: "us-east-1".into(),
+            service: "nimbus".into(),
+        };
+        let mut headers = vec![("host".to_string(), "localhost".to_string())];
+        signer.sign("GET", "/x", "", &mut headers, b"", OffsetDateTime::now_utc());
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b""));
+        let req = sigv4::Request { method: "GET", path: "/x", query: "", headers: &headers, body_sha256: Some(&hash) };
+        let who = iam.authenticate(&req, "nimbus", UriMode::Normalized).await.unwrap();
+        assert_eq!(who.user, "admin");
+        assert!(who.is_admin);
+
+        iam.disable_access_key(&admin.access_key_id).await.unwrap();
+        assert!(matches!(
+            iam.authenticate(&req, "nimbus", UriMode::Normalized).await,
+            Err(IamError::Signature(SigError::UnknownKey(_)))
+        ));
+    }
+}

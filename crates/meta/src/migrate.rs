@@ -1,0 +1,95 @@
+//! Embedded, numbered schema migrations, applied in order and recorded in `nimbus_schema`.
+//!
+//! A migration is plain SQL that both SQLite and PostgreSQL accept. Each runs in its own
+//! transaction together with the row that records it, so a crash leaves the schema at a
+//! whole version. On PostgreSQL an advisory lock keeps replicas from migrating at once.
+
+use sqlx::Row;
+
+use crate::{Backend, Db, MetaError};
+
+/// One schema change.
+pub struct Migration {
+    /// Its number; versions are applied in increasing order.
+    pub version: i64,
+    /// A short name for messages.
+    pub name: &'static str,
+    /// The SQL, one or more statements.
+    pub sql: &'static str,
+}
+
+/// Every migration this binary knows, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/0001_initial.sql"),
+}];
+
+/// The schema version this binary brings a database to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+pub(crate) async fn run(db: &Db) -> Result<(), MetaError> {
+    let pool = db.pool();
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS nimbus_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let mut tx = db.write().await?;
+    if db.backend() == Backend::Postgres {
+        // Held until the transaction ends: one replica migrates, the others wait and then
+        // find nothing left to do.
+        sqlx::query("SELECT pg_advisory_xact_lock(7243001)").execute(&mut *tx.tx).await?;
+    }
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM nimbus_schema")
+        .fetch_one(&mut *tx.tx)
+        .await?
+        .try_get("v")?;
+    if current > SCHEMA_VERSION {
+        return Err(MetaError::SchemaTooNew { found: current, supported: SCHEMA_VERSION });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(|source| MetaError::Migration { version: m.version, name: m.name, source })?;
+        sqlx::query("INSERT INTO nimbus_schema (version, name, applied_ms) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_ms())
+            .execute(&mut *tx.tx)
+            .await?;
+        tracing::info!(version = m.version, name = m.name, "applied metadata migration");
+    }
+    tx.commit().await
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "migration {} out of order", m.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn migrating_twice_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let db = Db::open_sqlite(&path).await.unwrap();
+        db.close().await;
+        let db = Db::open_sqlite(&path).await.unwrap();
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM nimbus_schema").fetch_one(db.pool()).await.unwrap().get("n");
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+}
