@@ -6,6 +6,7 @@
 //! [`RegistryEvent`] to in-process subscribers (functions reload on it).
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 mod events;
 mod registry;
 mod selector;

@@ -421,3 +421,67 @@ mod erased {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
+        (dir, Registry::new(db))
+    }
+
+    fn new_version() -> NewVersion {
+        NewVersion { artifact_uri: "s3://m/a".into(), artifact_sha256: "00".into(), format: "nimbus-model".into(), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn concurrent_registrations_get_distinct_contiguous_numbers() {
+        let (_dir, r) = registry().await;
+        r.create_group("g", "", "t").await.unwrap();
+        let tasks: Vec<_> = (0..16).map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move { r.register("g", new_version(), "t").await.unwrap().version })
+        }).collect();
+        let mut got: Vec<i64> = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (1..=16).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn approval_rules_aliases_and_events() {
+        let (_dir, r) = registry().await;
+        let mut events = r.subscribe();
+        r.create_group("g", "", "t").await.unwrap();
+        r.register("g", new_version(), "t").await.unwrap();
+        r.register("g", new_version(), "t").await.unwrap();
+        assert!(matches!(r.resolve("g", &Selector::LatestApproved).await, Err(RegistryError::Unresolved { .. })));
+        r.set_status("g", 1, ApprovalStatus::Approved, "ok", "alice").await.unwrap();
+        assert!(matches!(
+            r.set_status("g", 1, ApprovalStatus::Approved, "", "alice").await,
+            Err(RegistryError::InvalidTransition { .. })
+        ));
+        r.set_status("g", 2, ApprovalStatus::Rejected, "bad", "alice").await.unwrap();
+        assert!(matches!(
+            r.set_status("g", 2, ApprovalStatus::Approved, "", "alice").await,
+            Err(RegistryError::InvalidTransition { .. })
+        ));
+        assert_eq!(r.resolve("g", &Selector::LatestApproved).await.unwrap().version, 1);
+        r.set_alias("g", "production", 1, "alice").await.unwrap();
+        assert!(r.set_alias("g", "staging", 2, "alice").await.is_err());
+        assert_eq!(r.resolve("g", &"@production".parse().unwrap()).await.unwrap().version, 1);
+        assert!(matches!(r.version("g", 9).await, Err(RegistryError::VersionNotFound { .. })));
+        assert!(matches!(r.version("nope", 1).await, Err(RegistryError::GroupNotFound(_))));
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            seen.push(e);
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert_eq!(seen[4], RegistryEvent::AliasMoved { group: "g".into(), alias: "production".into(), version: Some(1) });
+        assert_eq!(r.history("g").await.unwrap().len(), 5);
+    }
+}

@@ -1,0 +1,112 @@
+//! The one mapping from errors of every part to an HTTP status, a stable error code and a
+//! message the user can act on. Bodies are `{"code": …, "message": …}`; authentication
+//! failures use AWS's `{"message": …}` shape so AWS clients recognise them.
+
+use axum::Json;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use nimbus_iam::IamError;
+use nimbus_iam::sigv4::SigError;
+use nimbus_registry::RegistryError;
+use nimbus_store::StoreError;
+
+/// An error answer of the admin API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable code (`ModelVersionNotFound`, …).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 naming the offending field.
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidField", message: format!("invalid {field}: {reason}") }
+    }
+
+    /// A 400 for a body that is not the JSON the route expects.
+    pub fn malformed_body(e: serde_json::Error) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "MalformedBody", message: format!("request body: {e}") }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = if self.code == "AuthFailure" {
+            serde_json::json!({ "message": self.message })
+        } else {
+            serde_json::json!({ "code": self.code, "message": self.message })
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(self.code) {
+            resp.headers_mut().insert("x-amzn-errortype", v);
+        }
+        resp
+    }
+}
+
+impl From<SigError> for ApiError {
+    fn from(e: SigError) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, code: "AuthFailure", message: e.to_string() }
+    }
+}
+
+impl From<IamError> for ApiError {
+    fn from(e: IamError) -> ApiError {
+        match e {
+            IamError::Signature(s) => s.into(),
+            IamError::InvalidName(n) => ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidName", message: n.to_string() },
+            IamError::UserNotFound(_) => ApiError { status: StatusCode::NOT_FOUND, code: "UserNotFound", message: e.to_string() },
+            other => internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let (status, code) = match &e {
+            StoreError::InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidName"),
+            StoreError::NoSuchBucket(_) => (StatusCode::NOT_FOUND, "NoSuchBucket"),
+            StoreError::NoSuchKey { .. } => (StatusCode::NOT_FOUND, "NoSuchKey"),
+            StoreError::BucketExists(_) => (StatusCode::CONFLICT, "BucketAlreadyExists"),
+            StoreError::BucketNotEmpty(_) => (StatusCode::CONFLICT, "BucketNotEmpty"),
+            StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "ObjectCorrupt"),
+            _ => return internal(e),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        let (status, code) = match &e {
+            RegistryError::InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidName"),
+            RegistryError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "InvalidField"),
+            RegistryError::GroupNotFound(_) => (StatusCode::NOT_FOUND, "ModelGroupNotFound"),
+            RegistryError::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "ModelVersionNotFound"),
+            RegistryError::AliasNotFound { .. } => (StatusCode::NOT_FOUND, "AliasNotFound"),
+            RegistryError::Unresolved { .. } => (StatusCode::NOT_FOUND, "SelectorUnresolved"),
+            RegistryError::GroupExists(_) => (StatusCode::CONFLICT, "ModelGroupExists"),
+            RegistryError::InvalidTransition { .. } => (StatusCode::CONFLICT, "InvalidStatusTransition"),
+            RegistryError::Meta(_) => return internal(e),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "InternalError", message: e.to_string() }
+}
+
+/// Any path no route claims.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "NotFound",
+        message: format!("no route for {}; the admin API is documented in docs/openapi.json", uri.path()),
+    }
+}

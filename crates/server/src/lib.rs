@@ -1,0 +1,140 @@
+//! The nimbus server: opens the data directory, wires the parts together and serves HTTP.
+//!
+//! This is the only crate that knows about HTTP and JSON wire shapes. Requests under
+//! `/_nimbus/v1/` go through one chain: buffer the body (bounded) → authenticate (SigV4,
+//! service `nimbus`) → route → handler → the error mapping in [`error`].
+#![forbid(unsafe_code)]
+
+pub mod admin;
+mod auth;
+mod config;
+pub mod error;
+mod state;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use nimbus_core::arn::Partition;
+use nimbus_iam::credentials::{self, Profile};
+use nimbus_iam::crypto::MasterKey;
+use nimbus_iam::{Iam, NewAccessKey};
+use nimbus_meta::Db;
+use nimbus_registry::Registry;
+use nimbus_store::Store;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, #[source] source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, #[source] source: std::io::Error },
+    #[error(transparent)]
+    Meta(#[from] nimbus_meta::MetaError),
+    #[error(transparent)]
+    Iam(#[from] nimbus_iam::IamError),
+    #[error(transparent)]
+    Store(#[from] nimbus_store::StoreError),
+    #[error("server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// A started server: its state and bound address, not yet serving.
+pub struct Server {
+    pub state: AppState,
+    pub addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    /// The admin key created on this start, when this was the first start.
+    pub new_admin_key: Option<NewAccessKey>,
+}
+
+impl Server {
+    /// Opens the data directory and metadata database, bootstraps the admin key on the first
+    /// start, and binds the listener.
+    pub async fn start(cfg: &ServerConfig) -> Result<Server, ServeError> {
+        let dir = &cfg.data_dir;
+        let io = |source| ServeError::DataDir { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let db = match &cfg.database {
+            Some(url) => Db::open(url).await?,
+            None => Db::open_sqlite(&dir.join("meta.db")).await?,
+        };
+        let partition = Partition { region: cfg.region.clone(), account: cfg.account.clone() };
+        let key = MasterKey::load_or_create(&dir.join("master.key"))?;
+        let iam = Iam::new(db.clone(), key, partition.clone());
+        let store = Store::local(db.clone(), &dir.join("objects"))?;
+        let registry = Registry::new(db.clone());
+
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|source| ServeError::Listen { addr: cfg.listen.clone(), source })?;
+        let addr = listener.local_addr()?;
+        let endpoint = format!("http://{addr}");
+        std::fs::write(dir.join("endpoint"), format!("{endpoint}\n")).map_err(io)?;
+
+        let new_admin_key = iam.bootstrap_admin().await?;
+        if let Some(k) = &new_admin_key {
+            credentials::write(
+                &dir.join("credentials"),
+                &Profile {
+                    aws_access_key_id: k.access_key_id.clone(),
+                    aws_secret_access_key: k.secret_access_key.clone(),
+                    region: Some(cfg.region.clone()),
+                    endpoint_url: Some(endpoint),
+                },
+            )?;
+        }
+        let state = AppState { iam, store, registry, partition, db, max_body: cfg.max_body_bytes };
+        Ok(Server { state, addr, listener, new_admin_key })
+    }
+
+    /// The whole HTTP surface.
+    pub fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the
+    /// database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let app = app(self.state.clone());
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// The router of every listener path.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/_nimbus/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .nest("/_nimbus/v1", admin::router(state.clone()))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
