@@ -1,0 +1,144 @@
+//! The command line, declared with clap. `nimbus --help` is generated from these docs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// nimbus: a self-hosted serverless ML platform in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "nimbus", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every client command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Server URL [default: $NIMBUS_ENDPOINT, else DATA_DIR/endpoint, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "NIMBUS_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Profile of ~/.aws/credentials to sign with (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY, else DATA_DIR/credentials)
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Output format of listings and descriptions
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Data directory whose credentials and endpoint the CLI uses by default
+    #[arg(long, global = true, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: admin API, registry and store, on one listener
+    Serve(ServeArgs),
+    /// Show who the CLI's credentials belong to
+    Whoami,
+    /// Buckets and objects: cp, ls, rm, mb, rb
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// The model registry: groups, versions, approval, aliases
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Listener address (port 0 picks a free port)
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Metadata database URL, e.g. postgres://user@host/db [default: SQLite in the data directory]
+    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Region for ARNs and SigV4 scopes
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Account id for ARNs
+    #[arg(long, env = "NIMBUS_ACCOUNT", default_value = "000000000000")]
+    pub account: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Copy a file to or from the store: `cp FILE s3://b/k`, `cp s3://b/k FILE`, `cp s3://b/k s3://b2/k2`
+    Cp {
+        src: String,
+        dst: String,
+        /// Content type of an upload [default: from the file extension]
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// List buckets, or objects under `s3://bucket/prefix`
+    Ls { target: Option<String> },
+    /// Delete an object: `rm s3://bucket/key`
+    Rm { target: String },
+    /// Make a bucket: `mb s3://bucket`
+    Mb { target: String },
+    /// Remove an empty bucket: `rb s3://bucket`
+    Rb { target: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List model groups, or the versions of GROUP
+    List {
+        group: Option<String>,
+        /// Only versions with this status (PendingManualApproval, Approved, Rejected)
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Create a model group
+    Create {
+        group: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Describe a group, or a version: GROUP, GROUP/VERSION, GROUP/@ALIAS, GROUP/latest-approved
+    Describe { target: String },
+    /// Approve a version
+    Approve {
+        group: String,
+        version: String,
+        /// Why it is approved (kept with the approval)
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Reject a version
+    Reject {
+        group: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Point ALIAS at VERSION (or remove it with --delete)
+    Alias {
+        group: String,
+        alias: String,
+        version: Option<String>,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Show which version a selector names now (latest-approved, @alias, N)
+    Resolve { group: String, selector: String },
+    /// Import a model file as the next version of GROUP (creates the group)
+    Import {
+        group: String,
+        file: PathBuf,
+        /// Model file format
+        #[arg(long, default_value = "native")]
+        format: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// The group's audit trail: registrations, approvals, alias moves
+    Events { group: String },
+}

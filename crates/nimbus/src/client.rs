@@ -1,0 +1,147 @@
+//! The admin API client: finds the endpoint and credentials, signs each request with SigV4
+//! and turns error answers into [`CliError`]s.
+
+use nimbus_iam::credentials;
+use nimbus_iam::sigv4::Signer;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+
+use crate::CliError;
+use crate::cli::Global;
+
+/// Characters kept as they are in path segments and query values.
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Percent-encodes one path segment (or a key, keeping its `/`).
+pub fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// Encodes an object key, keeping `/` as the separator.
+pub fn encode_key(key: &str) -> String {
+    key.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+}
+
+/// An answer of the server.
+pub struct Answer {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A signed client of one nimbus endpoint.
+pub struct Client {
+    base: String,
+    host: String,
+    http: reqwest::Client,
+    signer: Signer,
+}
+
+impl Client {
+    /// Builds a client from the global options, the environment and the data directory.
+    pub fn new(g: &Global) -> Result<Client, CliError> {
+        let dir_profile = credentials::read(&g.data_dir.join("credentials"), "default").ok().flatten();
+        let endpoint = g
+            .endpoint
+            .clone()
+            .or_else(|| std::fs::read_to_string(g.data_dir.join("endpoint")).ok().map(|s| s.trim().to_string()))
+            .or_else(|| dir_profile.as_ref().and_then(|p| p.endpoint_url.clone()))
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| CliError::Input(format!("--endpoint {endpoint:?} is not a URL: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Err(CliError::Input(format!("--endpoint {endpoint:?} has no host"))),
+        };
+
+        let (key, secret, region) = if let Some(name) = &g.profile {
+            let path = std::env::var("AWS_SHARED_CREDENTIALS_FILE").map(Into::into).unwrap_or_else(|_| {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".aws/credentials")
+            });
+            let p = credentials::read(&path, name)
+                .map_err(|e| CliError::Failure(e.to_string()))?
+                .ok_or_else(|| CliError::Input(format!("profile {name:?} is not in {}", path.display())))?;
+            (p.aws_access_key_id, p.aws_secret_access_key, p.region)
+        } else if let (Ok(k), Ok(s)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
+            (k, s, None)
+        } else if let Some(p) = dir_profile {
+            (p.aws_access_key_id, p.aws_secret_access_key, p.region)
+        } else {
+            return Err(CliError::Input(format!(
+                "no credentials: pass --profile, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where {} exists (written by `nimbus serve` on its first start)",
+                g.data_dir.join("credentials").display()
+            )));
+        };
+        let region = std::env::var("NIMBUS_REGION")
+            .ok()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or(region)
+            .unwrap_or_else(|| "us-east-1".into());
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| CliError::Failure(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            base: endpoint.trim_end_matches('/').to_string(),
+            host,
+            http,
+            signer: Signer { access_key_id: key, secret, region, service: "nimbus".into() },
+        })
+    }
+
+    /// Sends a signed request. `path` is below `/_nimbus/v1` and already encoded.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<Answer, CliError> {
+        let path = format!("/_nimbus/v1{path}");
+        let query: String = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut headers = vec![("host".to_string(), self.host.clone())];
+        if let Some(ct) = content_type {
+            headers.push(("content-type".to_string(), ct.to_string()));
+        }
+        self.signer.sign(method, &path, &query, &mut headers, &body, time::OffsetDateTime::now_utc());
+        let url = if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CliError::Failure(e.to_string()))?;
+        let mut req = self.http.request(method, &url).body(body);
+        for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| {
+            CliError::Failure(format!("cannot reach nimbus at {}: {e}; is `nimbus serve` running there?", self.base))
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| CliError::Failure(format!("reading the answer: {e}")))?.to_vec();
+        if status.is_success() {
+            return Ok(Answer { headers, body });
+        }
+        let err: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let message = err["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+        let message = match err["code"].as_str() {
+            Some(code) => format!("{message} ({code})"),
+            None => message,
+        };
+        if status.is_client_error() { Err(CliError::Input(message)) } else { Err(CliError::Failure(message)) }
+    }
+
+    /// Sends a request and parses the JSON answer (`null` for an empty one).
+    pub async fn json(&self, method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<Value, CliError> {
+        let (bytes, ct) = match body {
+            Some(v) => (serde_json::to_vec(&v).expect("JSON serialises"), Some("application/json")),
+            None => (Vec::new(), None),
+        };
+        let answer = self.send(method, path, query, bytes, ct).await?;
+        if answer.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| CliError::Failure(format!("the server sent invalid JSON: {e}")))
+    }
+}

@@ -1,0 +1,27 @@
+//! One module per command group; [`run`] dispatches.
+
+mod models;
+mod serve;
+mod store;
+
+use crate::CliError;
+use crate::cli::{Cli, Command};
+use crate::client::Client;
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Whoami => {
+            let v = Client::new(&cli.global)?.json("GET", "/whoami", &[], None).await?;
+            let rows = ["user", "arn", "access_key_id", "region", "account"]
+                .iter()
+                .map(|k| vec![k.to_string(), crate::output::cell(&v[k])])
+                .collect();
+            crate::output::print(cli.global.output, &v, &["FIELD", "VALUE"], rows);
+            Ok(())
+        }
+        Command::Store(cmd) => store::run(&cli.global, cmd).await,
+        Command::Models(cmd) => models::run(&cli.global, cmd).await,
+    }
+}

@@ -1,0 +1,48 @@
+//! `nimbus serve`: start the server in the foreground until SIGTERM or Ctrl-C.
+
+use nimbus_server::{Server, ServerConfig};
+
+use crate::CliError;
+use crate::cli::{Global, ServeArgs};
+
+pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
+    init_logging();
+    let cfg = ServerConfig {
+        data_dir: g.data_dir.clone(),
+        listen: args.listen,
+        database: args.database,
+        region: args.region,
+        account: args.account,
+        ..ServerConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let server = Server::start(&cfg).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    let metadata = match &cfg.database {
+        Some(url) => nimbus_meta::redact_url(url),
+        None => format!("sqlite {}", cfg.data_dir.join("meta.db").display()),
+    };
+    println!(
+        "nimbus {} serving on http://{} (data dir {}, metadata {}, ready in {:.1} ms)",
+        env!("CARGO_PKG_VERSION"),
+        server.addr,
+        cfg.data_dir.display(),
+        metadata,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    if let Some(k) = &server.new_admin_key {
+        // The only time the secret is shown; it is never logged.
+        println!("First start: created the admin access key. The secret is shown only now; it is also in {} (mode 0600).", cfg.data_dir.join("credentials").display());
+        println!("  aws_access_key_id     = {}", k.access_key_id);
+        println!("  aws_secret_access_key = {}", k.secret_access_key);
+    }
+    server.run(nimbus_server::shutdown_signal()).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    println!("nimbus stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("NIMBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
+}
