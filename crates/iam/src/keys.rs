@@ -96,13 +96,15 @@ impl Iam {
     /// Creates a user. Admin users hold every permission.
     pub async fn create_user(&self, name: &str, is_admin: bool) -> Result<(), IamError> {
         names::resource("user", name)?;
+        let mut tx = self.db.write().await?;
         sqlx::query("INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, $3, $4)")
             .bind(name)
             .bind(self.partition.user_arn(name))
             .bind(is_admin as i64)
             .bind(clock::now_ms())
-            .execute(self.db.pool())
+            .execute(&mut *tx.tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -138,11 +140,13 @@ impl Iam {
 
     /// Disables an access key; requests signed with it are refused from now on.
     pub async fn disable_access_key(&self, access_key_id: &str) -> Result<bool, IamError> {
+        let mut tx = self.db.write().await?;
         let n = sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE access_key_id = $1")
             .bind(access_key_id)
-            .execute(self.db.pool())
+            .execute(&mut *tx.tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         self.cache.write().expect("cache lock").remove(access_key_id);
         Ok(n > 0)
     }

@@ -135,7 +135,9 @@ impl Db {
         }
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction. Every write in nimbus goes through here (never through
+    /// [`Db::pool`]): on SQLite a write outside the writer lock could commit between another
+    /// transaction's read and its write, which SQLite refuses with SQLITE_BUSY_SNAPSHOT.
     pub async fn write(&self) -> Result<WriteTx, MetaError> {
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),

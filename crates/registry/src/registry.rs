@@ -41,6 +41,7 @@ impl Registry {
     /// Creates a model group.
     pub async fn create_group(&self, name: &str, description: &str, actor: &str) -> Result<ModelGroup, RegistryError> {
         names::resource("model group", name)?;
+        let mut tx = self.db.write().await?;
         let n = sqlx::query(
             "INSERT INTO model_groups (name, description, next_version, created_ms, created_by) VALUES ($1, $2, 1, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
@@ -49,9 +50,10 @@ impl Registry {
         .bind(description)
         .bind(clock::now_ms())
         .bind(actor)
-        .execute(self.db.pool())
+        .execute(&mut *tx.tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if n == 0 {
             return Err(RegistryError::GroupExists(name.to_string()));
         }

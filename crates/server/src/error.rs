@@ -26,7 +26,7 @@ impl ApiError {
     }
 
     /// A 400 for a body that is not the JSON the route expects.
-    pub fn malformed_body(e: serde_json::Error) -> ApiError {
+    pub fn malformed_body(e: impl std::fmt::Display) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code: "MalformedBody", message: format!("request body: {e}") }
     }
 }

@@ -103,12 +103,14 @@ impl Store {
     pub async fn create_bucket(&self, name: &str) -> Result<BucketInfo, StoreError> {
         names::bucket(name)?;
         let created_ms = clock::now_ms();
+        let mut tx = self.db.write().await?;
         let n = sqlx::query("INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(created_ms)
-            .execute(self.db.pool())
+            .execute(&mut *tx.tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         if n == 0 {
             return Err(StoreError::BucketExists(name.to_string()));
         }

@@ -84,7 +84,16 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::er
     if body.is_empty() {
         return Err(crate::error::ApiError::invalid("request body", "is empty; this route takes a JSON object"));
     }
-    serde_json::from_slice(body).map_err(crate::error::ApiError::malformed_body)
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            crate::error::ApiError::malformed_body(inner.to_string())
+        } else {
+            crate::error::ApiError::malformed_body(format!("field `{path}`: {inner}"))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,11 @@
+//! Integration tests: the real `nimbus` binary on 127.0.0.1, driven through its CLI and raw
+//! HTTP. Tests that take a `Backend` run on SQLite and, when `NIMBUS_TEST_POSTGRES_URL` is
+//! set, on PostgreSQL too.
+
+mod harness;
+
+mod cli_errors;
+mod crash;
+mod registry;
+mod sigv4;
+mod store;
