@@ -25,7 +25,12 @@ pub fn bucket(value: &str) -> Result<(), InvalidName> {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric();
-    check("bucket", value, "use 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit", ok)
+    check(
+        "bucket",
+        value,
+        "use 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit",
+        ok,
+    )
 }
 
 /// Object keys: 1–1024 bytes, no NUL.
@@ -54,7 +59,12 @@ pub fn alias(value: &str) -> Result<(), InvalidName> {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
         && value != "latest-approved"
         && value != "latest";
-    check("alias", value, "use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter (not 'latest' or 'latest-approved')", ok)
+    check(
+        "alias",
+        value,
+        "use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter (not 'latest' or 'latest-approved')",
+        ok,
+    )
 }
 
 #[cfg(test)]
@@ -63,11 +73,19 @@ mod tests {
 
     #[test]
     fn table_of_names() {
-        let cases: &[(&str, bool)] = &[("ab", false), ("abc", true), ("my-bucket.1", true), ("-abc", false), ("ABC", false)];
+        let cases: &[(&str, bool)] =
+            &[("ab", false), ("abc", true), ("my-bucket.1", true), ("-abc", false), ("ABC", false)];
         for (name, ok) in cases {
             assert_eq!(bucket(name).is_ok(), *ok, "bucket {name}");
         }
-        let cases: &[(&str, bool)] = &[("production", true), ("Prod", false), ("1abc", false), ("latest-approved", false), ("a_b-c", true), ("", false)];
+        let cases: &[(&str, bool)] = &[
+            ("production", true),
+            ("Prod", false),
+            ("1abc", false),
+            ("latest-approved", false),
+            ("a_b-c", true),
+            ("", false),
+        ];
         for (name, ok) in cases {
             assert_eq!(alias(name).is_ok(), *ok, "alias {name}");
         }

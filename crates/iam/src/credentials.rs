@@ -78,7 +78,12 @@ mod tests {
     fn reads_what_it_writes_and_aws_style_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");
-        let p = Profile { aws_access_key_id: "AKIAX".into(), aws_secret_access_key: "s".into(), region: Some("eu-west-3".into()), endpoint_url: None };
+        let p = Profile {
+            aws_access_key_id: "AKIAX".into(),
+            aws_secret_access_key: "s".into(),
+            region: Some("eu-west-3".into()),
+            endpoint_url: None,
+        };
         write(&path, &p).unwrap();
         assert_eq!(read(&path, "default").unwrap(), Some(p));
         let parsed = parse("[profile dev]\naws_access_key_id=A\naws_secret_access_key = B\nother = x\n");

@@ -39,7 +39,9 @@ impl MasterKey {
             return Self::from_hex(v.trim()).map_err(|e| IamError::MasterKey(format!("{MASTER_KEY_ENV}: {e}")));
         }
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_hex(text.trim()).map_err(|e| IamError::MasterKey(format!("{}: {e}", path.display()))),
+            Ok(text) => {
+                Self::from_hex(text.trim()).map_err(|e| IamError::MasterKey(format!("{}: {e}", path.display())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -76,7 +78,9 @@ impl MasterKey {
 
     /// Opens a value sealed by [`MasterKey::seal`] for the same owner.
     pub fn open(&self, sealed: &str, owner: &str) -> Result<String, IamError> {
-        let bad = || IamError::MasterKey(format!("cannot open the sealed secret of {owner}: wrong master key or damaged value"));
+        let bad = || {
+            IamError::MasterKey(format!("cannot open the sealed secret of {owner}: wrong master key or damaged value"))
+        };
         let raw = sealed.strip_prefix("v1:").and_then(|b| STANDARD.decode(b).ok()).ok_or_else(bad)?;
         if raw.len() < 24 {
             return Err(bad());
@@ -96,7 +100,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IamError> {
     let io = |source| IamError::Io { path: path.display().to_string(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);

@@ -111,7 +111,8 @@ impl Iam {
     /// Creates an access key for an existing user.
     pub async fn create_access_key(&self, user: &str) -> Result<NewAccessKey, IamError> {
         let mut tx = self.db.write().await?;
-        let exists = sqlx::query("SELECT name FROM users WHERE name = $1").bind(user).fetch_optional(&mut *tx.tx).await?;
+        let exists =
+            sqlx::query("SELECT name FROM users WHERE name = $1").bind(user).fetch_optional(&mut *tx.tx).await?;
         if exists.is_none() {
             return Err(IamError::UserNotFound(user.to_string()));
         }
@@ -179,7 +180,12 @@ impl Iam {
 
     /// Verifies a SigV4-signed request for `service` in this deployment's region and says
     /// who sent it.
-    pub async fn authenticate(&self, req: &sigv4::Request<'_>, service: &str, mode: UriMode) -> Result<Principal, IamError> {
+    pub async fn authenticate(
+        &self,
+        req: &sigv4::Request<'_>,
+        service: &str,
+        mode: UriMode,
+    ) -> Result<Principal, IamError> {
         let parsed = sigv4::parse(req)?;
         let key = self
             .open_key(&parsed.access_key_id)

@@ -29,7 +29,11 @@ pub enum IamError {
     MasterKey(String),
     /// Reading or writing a key or credentials file failed.
     #[error("{path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The metadata database failed.
     #[error(transparent)]
     Meta(#[from] nimbus_meta::MetaError),

@@ -41,13 +41,17 @@ pub enum SigError {
     #[error("Credential should be scoped to {what} '{expected}', not '{found}'.")]
     WrongScope { what: &'static str, expected: String, found: String },
     /// The request time is too far from the server's clock (or a presigned URL has expired).
-    #[error("Signature expired or not yet valid: request time {request_time} differs from server time {server_time} by more than {limit}; check the client clock.")]
+    #[error(
+        "Signature expired or not yet valid: request time {request_time} differs from server time {server_time} by more than {limit}; check the client clock."
+    )]
     Skew { request_time: String, server_time: String, limit: String },
     /// The body does not hash to the signed `x-amz-content-sha256`.
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     BodyHashMismatch,
     /// The signature does not match.
-    #[error("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")]
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+    )]
     Mismatch,
 }
 
@@ -169,10 +173,7 @@ fn build(
     }
     let request_time = parse_amz_date(amz_date)?;
     if !amz_date.starts_with(parts[1]) {
-        return Err(SigError::Malformed(format!(
-            "Credential date {} does not match X-Amz-Date {amz_date}.",
-            parts[1]
-        )));
+        return Err(SigError::Malformed(format!("Credential date {} does not match X-Amz-Date {amz_date}.", parts[1])));
     }
     let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
     if !signed_headers.iter().any(|h| h == "host") {
@@ -204,7 +205,11 @@ impl Parsed {
         now: OffsetDateTime,
     ) -> Result<(), SigError> {
         if self.service != service {
-            return Err(SigError::WrongScope { what: "service", expected: service.into(), found: self.service.clone() });
+            return Err(SigError::WrongScope {
+                what: "service",
+                expected: service.into(),
+                found: self.service.clone(),
+            });
         }
         if self.region != region {
             return Err(SigError::WrongScope { what: "region", expected: region.into(), found: self.region.clone() });
@@ -224,7 +229,8 @@ impl Parsed {
         // Clients disagree on whether an already-encoded path is encoded again, so each
         // plausible canonical URI is tried; the first is what botocore produces.
         for uri in canonical_uri_candidates(req.path, mode) {
-            let creq = canonical_request(req.method, &uri, &query, &headers, &self.signed_headers.join(";"), &payload_hash);
+            let creq =
+                canonical_request(req.method, &uri, &query, &headers, &self.signed_headers.join(";"), &payload_hash);
             let sts = string_to_sign(&self.amz_date, &scope, &creq);
             if constant_time_eq(&hmac(&key, sts.as_bytes()), &provided) {
                 return Ok(());
@@ -304,7 +310,10 @@ impl Signer {
         let signature = hex::encode(hmac(&key, sts.as_bytes()));
         headers.push((
             "authorization".into(),
-            format!("{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}", self.access_key_id),
+            format!(
+                "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
+                self.access_key_id
+            ),
         ));
     }
 }
@@ -323,7 +332,14 @@ fn parse_amz_date(s: &str) -> Result<OffsetDateTime, SigError> {
 }
 
 /// The canonical request of SigV4, lines joined by `\n`.
-pub fn canonical_request(method: &str, uri: &str, query: &str, headers: &str, signed: &str, payload_hash: &str) -> String {
+pub fn canonical_request(
+    method: &str,
+    uri: &str,
+    query: &str,
+    headers: &str,
+    signed: &str,
+    payload_hash: &str,
+) -> String {
     format!("{method}\n{uri}\n{query}\n{headers}\n{signed}\n{payload_hash}")
 }
 
@@ -458,12 +474,23 @@ mod tests {
     }
 
     fn signer() -> Signer {
-        Signer { access_key_id: "AKIDEXAMPLE".into(), secret: "secret".into(), region: "us-east-1".into(), service: "nimbus".into() }
+        Signer {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret: "secret".into(),
+            region: "us-east-1".into(),
+            service: "nimbus".into(),
+        }
     }
 
     fn check(headers: &[(String, String)], body: &[u8], secret: &str, now: OffsetDateTime) -> Result<(), SigError> {
         let hash = hex::encode(Sha256::digest(body));
-        let req = Request { method: "POST", path: "/_nimbus/v1/model-groups", query: "b=two&a=1", headers, body_sha256: Some(&hash) };
+        let req = Request {
+            method: "POST",
+            path: "/_nimbus/v1/model-groups",
+            query: "b=two&a=1",
+            headers,
+            body_sha256: Some(&hash),
+        };
         parse(&req)?.verify(&req, secret, "us-east-1", "nimbus", UriMode::Normalized, now)
     }
 
@@ -489,8 +516,16 @@ mod tests {
 
     #[test]
     fn normalizes_paths_like_the_test_suite() {
-        let cases = [("//", "/"), ("//example//", "/example/"), ("/./", "/"), ("/./example", "/example"),
-            ("/example/..", "/"), ("/example1/example2/../..", "/"), ("/example/.", "/example/"), ("", "/")];
+        let cases = [
+            ("//", "/"),
+            ("//example//", "/example/"),
+            ("/./", "/"),
+            ("/./example", "/example"),
+            ("/example/..", "/"),
+            ("/example1/example2/../..", "/"),
+            ("/example/.", "/example/"),
+            ("", "/"),
+        ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input), want, "{input}");
         }

@@ -111,7 +111,13 @@ fn the_verifier_accepts_every_suite_request_and_rejects_a_changed_one() {
         let mut headers = c.headers.clone();
         headers.push(("Authorization".into(), c.authz.clone()));
         let hash = hex::encode(Sha256::digest(&c.body));
-        let req = sigv4::Request { method: &c.method, path: &c.path, query: &c.query, headers: &headers, body_sha256: Some(&hash) };
+        let req = sigv4::Request {
+            method: &c.method,
+            path: &c.path,
+            query: &c.query,
+            headers: &headers,
+            body_sha256: Some(&hash),
+        };
         let parsed = sigv4::parse(&req).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         assert_eq!(parsed.access_key_id, "AKIDEXAMPLE");
         parsed

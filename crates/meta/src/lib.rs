@@ -24,13 +24,22 @@ pub use sqlx;
 pub enum MetaError {
     /// The database could not be reached or opened.
     #[error("cannot open metadata database {target}: {source}")]
-    Open { target: String, #[source] source: sqlx::Error },
+    Open {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The database holds a newer schema than this binary knows.
     #[error("metadata schema version {found} is newer than this nimbus supports ({supported}); upgrade nimbus")]
     SchemaTooNew { found: i64, supported: i64 },
     /// A migration failed; the database is left at the previous version.
     #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: i64, name: &'static str, #[source] source: sqlx::Error },
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     /// Any other database error.
     #[error("metadata database error: {0}")]
     Sql(#[from] sqlx::Error),
@@ -104,10 +113,7 @@ impl Db {
         } else {
             opts
         };
-        let pool = opts
-            .connect(url)
-            .await
-            .map_err(|source| MetaError::Open { target: shown.to_string(), source })?;
+        let pool = opts.connect(url).await.map_err(|source| MetaError::Open { target: shown.to_string(), source })?;
         if backend == Backend::Sqlite {
             sqlx::raw_sql("PRAGMA journal_mode = WAL;").execute(&pool).await?;
         }

@@ -19,11 +19,8 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") }];
 
 /// The schema version this binary brings a database to.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -49,10 +46,11 @@ pub(crate) async fn run(db: &Db) -> Result<(), MetaError> {
         return Err(MetaError::SchemaTooNew { found: current, supported: SCHEMA_VERSION });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        sqlx::raw_sql(m.sql)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(|source| MetaError::Migration { version: m.version, name: m.name, source })?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx.tx).await.map_err(|source| MetaError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        })?;
         sqlx::query("INSERT INTO nimbus_schema (version, name, applied_ms) VALUES ($1, $2, $3)")
             .bind(m.version)
             .bind(m.name)
@@ -65,10 +63,7 @@ pub(crate) async fn run(db: &Db) -> Result<(), MetaError> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -89,7 +84,8 @@ mod tests {
         let db = Db::open_sqlite(&path).await.unwrap();
         db.close().await;
         let db = Db::open_sqlite(&path).await.unwrap();
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM nimbus_schema").fetch_one(db.pool()).await.unwrap().get("n");
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM nimbus_schema").fetch_one(db.pool()).await.unwrap().get("n");
         assert_eq!(n, MIGRATIONS.len() as i64);
     }
 }

@@ -108,7 +108,8 @@ impl Client {
             headers.push(("content-type".to_string(), ct.to_string()));
         }
         self.signer.sign(method, &path, &query, &mut headers, &body, time::OffsetDateTime::now_utc());
-        let url = if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let url =
+            if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CliError::Failure(e.to_string()))?;
         let mut req = self.http.request(method, &url).body(body);
         for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
@@ -133,7 +134,13 @@ impl Client {
     }
 
     /// Sends a request and parses the JSON answer (`null` for an empty one).
-    pub async fn json(&self, method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<Value, CliError> {
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
         let (bytes, ct) = match body {
             Some(v) => (serde_json::to_vec(&v).expect("JSON serialises"), Some("application/json")),
             None => (Vec::new(), None),
@@ -142,6 +149,7 @@ impl Client {
         if answer.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&answer.body).map_err(|e| CliError::Failure(format!("the server sent invalid JSON: {e}")))
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| CliError::Failure(format!("the server sent invalid JSON: {e}")))
     }
 }

@@ -35,7 +35,8 @@ pub struct BundleManifest {
 /// Reads and checks a bundle's manifest.
 pub fn read_manifest(bytes: &[u8]) -> Result<BundleManifest, RegistryError> {
     let bad = |field: &str, reason: String| RegistryError::InvalidField { field: field.to_string(), reason };
-    let m: BundleManifest = serde_json::from_slice(bytes).map_err(|e| bad("bundle", format!("not a native model bundle: {e}")))?;
+    let m: BundleManifest =
+        serde_json::from_slice(bytes).map_err(|e| bad("bundle", format!("not a native model bundle: {e}")))?;
     if m.format != BUNDLE_FORMAT {
         return Err(bad("bundle.format", format!("is {:?}; a native bundle says {BUNDLE_FORMAT:?}", m.format)));
     }
@@ -65,7 +66,10 @@ mod tests {
         assert!(err(base).contains("bundle.format_version"));
         let ok = base.replace("\"format_version\":9", "\"format_version\":1");
         assert!(read_manifest(ok.as_bytes()).is_ok());
-        let dup = ok.replace(r#""input_schema":{"fields":[]}"#, r#""input_schema":{"fields":[{"name":"a","type":"float"},{"name":"a","type":"float"}]}"#);
+        let dup = ok.replace(
+            r#""input_schema":{"fields":[]}"#,
+            r#""input_schema":{"fields":[{"name":"a","type":"float"},{"name":"a","type":"float"}]}"#,
+        );
         assert!(err(&dup).contains("appears twice"));
     }
 }

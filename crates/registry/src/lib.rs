@@ -15,7 +15,9 @@ mod types;
 pub use events::RegistryEvent;
 pub use registry::Registry;
 pub use selector::Selector;
-pub use types::{ApprovalStatus, Dataset, Field, FieldType, Lineage, ModelEvent, ModelGroup, ModelVersion, NewVersion, Schema};
+pub use types::{
+    ApprovalStatus, Dataset, Field, FieldType, Lineage, ModelEvent, ModelGroup, ModelVersion, NewVersion, Schema,
+};
 
 /// Errors of the registry. Each names the resource and, where one exists, the way out.
 #[derive(Debug, thiserror::Error)]

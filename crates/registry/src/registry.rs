@@ -80,11 +80,13 @@ impl Registry {
 
     /// One group with its summary.
     pub async fn group(&self, name: &str) -> Result<ModelGroup, RegistryError> {
-        let row = sqlx::query("SELECT name, description, created_ms, created_by, next_version FROM model_groups WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or_else(|| RegistryError::GroupNotFound(name.to_string()))?;
+        let row = sqlx::query(
+            "SELECT name, description, created_ms, created_by, next_version FROM model_groups WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| RegistryError::GroupNotFound(name.to_string()))?;
         let latest: Option<i64> =
             sqlx::query("SELECT MAX(version) AS v FROM model_versions WHERE group_name = $1 AND status = 'Approved'")
                 .bind(name)
@@ -117,10 +119,16 @@ impl Registry {
         new.input_schema.validate("input_schema")?;
         new.output_schema.validate("output_schema")?;
         if new.artifact_uri.is_empty() {
-            return Err(RegistryError::InvalidField { field: "artifact_uri".into(), reason: "must not be empty".into() });
+            return Err(RegistryError::InvalidField {
+                field: "artifact_uri".into(),
+                reason: "must not be empty".into(),
+            });
         }
         if let Some((name, _)) = new.metrics.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(RegistryError::InvalidField { field: format!("metrics.{name}"), reason: "must be a finite number".into() });
+            return Err(RegistryError::InvalidField {
+                field: format!("metrics.{name}"),
+                reason: "must be a finite number".into(),
+            });
         }
         let status = new.status.unwrap_or(ApprovalStatus::PendingManualApproval);
         let now = clock::now_ms();
@@ -166,7 +174,11 @@ impl Registry {
     }
 
     /// Versions of a group, newest first, optionally only those with `status`.
-    pub async fn versions(&self, group: &str, status: Option<ApprovalStatus>) -> Result<Vec<ModelVersion>, RegistryError> {
+    pub async fn versions(
+        &self,
+        group: &str,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ModelVersion>, RegistryError> {
         self.group(group).await?;
         let aliases = self.aliases(group).await?;
         let rows = sqlx::query(&format!(
@@ -181,11 +193,13 @@ impl Registry {
 
     /// One version.
     pub async fn version(&self, group: &str, version: i64) -> Result<ModelVersion, RegistryError> {
-        let row = sqlx::query(&format!("SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_name = $1 AND version = $2"))
-            .bind(group)
-            .bind(version)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_name = $1 AND version = $2"
+        ))
+        .bind(group)
+        .bind(version)
+        .fetch_optional(self.db.pool())
+        .await?;
         match row {
             Some(r) => version_from_row(&r, &self.aliases(group).await?),
             None => {
@@ -221,12 +235,16 @@ impl Registry {
             self.group(group).await?;
             return Err(RegistryError::VersionNotFound { group: group.to_string(), version });
         };
-        let from = ApprovalStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(ApprovalStatus::PendingManualApproval);
-        let refuse = |reason: String| RegistryError::InvalidTransition { group: group.to_string(), version, to, reason };
+        let from = ApprovalStatus::parse(&row.try_get::<String, _>("status")?)
+            .unwrap_or(ApprovalStatus::PendingManualApproval);
+        let refuse =
+            |reason: String| RegistryError::InvalidTransition { group: group.to_string(), version, to, reason };
         match (from, to) {
             (a, b) if a == b => return Err(refuse(format!("it is already {a}"))),
             (ApprovalStatus::Rejected, _) => {
-                return Err(refuse("it was rejected, and a rejected version stays rejected; register a new version".into()));
+                return Err(refuse(
+                    "it was rejected, and a rejected version stays rejected; register a new version".into(),
+                ));
             }
             (_, ApprovalStatus::PendingManualApproval) => {
                 return Err(refuse("a version cannot go back to PendingManualApproval; reject it instead".into()));
@@ -253,13 +271,21 @@ impl Registry {
 
     /// Points `alias` at `version` (creating or moving it) in one statement, so readers see
     /// the old or the new target, never none.
-    pub async fn set_alias(&self, group: &str, alias: &str, version: i64, actor: &str) -> Result<ModelVersion, RegistryError> {
+    pub async fn set_alias(
+        &self,
+        group: &str,
+        alias: &str,
+        version: i64,
+        actor: &str,
+    ) -> Result<ModelVersion, RegistryError> {
         names::alias(alias)?;
         let target = self.version(group, version).await?;
         if target.status == ApprovalStatus::Rejected {
             return Err(RegistryError::InvalidField {
                 field: "version".into(),
-                reason: format!("version {version} of {group:?} is Rejected; an alias must point at a version that may be served"),
+                reason: format!(
+                    "version {version} of {group:?} is Rejected; an alias must point at a version that may be served"
+                ),
             });
         }
         let now = clock::now_ms();
@@ -278,7 +304,11 @@ impl Registry {
         .await?;
         record_event(&mut tx.tx, group, version, "AliasSet", alias, actor, now).await?;
         tx.commit().await?;
-        self.announce(RegistryEvent::AliasMoved { group: group.to_string(), alias: alias.to_string(), version: Some(version) });
+        self.announce(RegistryEvent::AliasMoved {
+            group: group.to_string(),
+            alias: alias.to_string(),
+            version: Some(version),
+        });
         self.version(group, version).await
     }
 
@@ -310,7 +340,11 @@ impl Registry {
 
     /// The version a selector names right now.
     pub async fn resolve(&self, group: &str, selector: &Selector) -> Result<ModelVersion, RegistryError> {
-        let unresolved = |reason: String| RegistryError::Unresolved { group: group.to_string(), selector: selector.to_string(), reason };
+        let unresolved = |reason: String| RegistryError::Unresolved {
+            group: group.to_string(),
+            selector: selector.to_string(),
+            reason,
+        };
         match selector {
             Selector::Version(v) => self.version(group, *v).await,
             Selector::LatestApproved => match self.group(group).await?.latest_approved {
@@ -382,8 +416,10 @@ async fn record_event(
 fn version_from_row(r: &AnyRow, aliases: &BTreeMap<String, i64>) -> Result<ModelVersion, RegistryError> {
     fn parse<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T, RegistryError> {
         let text: String = r.try_get(col)?;
-        serde_json::from_str(&text)
-            .map_err(|e| RegistryError::InvalidField { field: col.to_string(), reason: format!("stored value is damaged: {e}") })
+        serde_json::from_str(&text).map_err(|e| RegistryError::InvalidField {
+            field: col.to_string(),
+            reason: format!("stored value is damaged: {e}"),
+        })
     }
     let version: i64 = r.try_get("version")?;
     let status: String = r.try_get("status")?;
@@ -435,17 +471,24 @@ mod tests {
     }
 
     fn new_version() -> NewVersion {
-        NewVersion { artifact_uri: "s3://m/a".into(), artifact_sha256: "00".into(), format: "nimbus-model".into(), ..Default::default() }
+        NewVersion {
+            artifact_uri: "s3://m/a".into(),
+            artifact_sha256: "00".into(),
+            format: "nimbus-model".into(),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn concurrent_registrations_get_distinct_contiguous_numbers() {
         let (_dir, r) = registry().await;
         r.create_group("g", "", "t").await.unwrap();
-        let tasks: Vec<_> = (0..16).map(|_| {
-            let r = r.clone();
-            tokio::spawn(async move { r.register("g", new_version(), "t").await.unwrap().version })
-        }).collect();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.register("g", new_version(), "t").await.unwrap().version })
+            })
+            .collect();
         let mut got: Vec<i64> = Vec::new();
         for t in tasks {
             got.push(t.await.unwrap());
@@ -483,7 +526,10 @@ mod tests {
             seen.push(e);
         }
         assert_eq!(seen.len(), 5, "{seen:?}");
-        assert_eq!(seen[4], RegistryEvent::AliasMoved { group: "g".into(), alias: "production".into(), version: Some(1) });
+        assert_eq!(
+            seen[4],
+            RegistryEvent::AliasMoved { group: "g".into(), alias: "production".into(), version: Some(1) }
+        );
         assert_eq!(r.history("g").await.unwrap().len(), 5);
     }
 }

@@ -91,7 +91,9 @@ impl Schema {
                 return Err(bad(format!("field name {:?} appears twice", f.name)));
             }
             match (&f.kind, &f.categories) {
-                (FieldType::Category, None) => return Err(bad(format!("category field {:?} needs a 'categories' list", f.name))),
+                (FieldType::Category, None) => {
+                    return Err(bad(format!("category field {:?} needs a 'categories' list", f.name)));
+                }
                 (FieldType::Category, Some(c)) if c.is_empty() => {
                     return Err(bad(format!("category field {:?} needs at least one category", f.name)));
                 }

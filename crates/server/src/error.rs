@@ -22,7 +22,11 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 naming the offending field.
     pub fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidField", message: format!("invalid {field}: {reason}") }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidField",
+            message: format!("invalid {field}: {reason}"),
+        }
     }
 
     /// A 400 for a body that is not the JSON the route expects.
@@ -59,8 +63,12 @@ impl From<IamError> for ApiError {
     fn from(e: IamError) -> ApiError {
         match e {
             IamError::Signature(s) => s.into(),
-            IamError::InvalidName(n) => ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidName", message: n.to_string() },
-            IamError::UserNotFound(_) => ApiError { status: StatusCode::NOT_FOUND, code: "UserNotFound", message: e.to_string() },
+            IamError::InvalidName(n) => {
+                ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidName", message: n.to_string() }
+            }
+            IamError::UserNotFound(_) => {
+                ApiError { status: StatusCode::NOT_FOUND, code: "UserNotFound", message: e.to_string() }
+            }
             other => internal(other),
         }
     }

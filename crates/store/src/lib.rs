@@ -94,7 +94,8 @@ const COLUMNS: &str = "bucket, object_key, size, sha256, content_type, created_m
 impl Store {
     /// A store keeping bytes in files under `root`.
     pub fn local(db: Db, root: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
         let fs = LocalFileSystem::new_with_prefix(root)?;
         Ok(Store { db, blobs: Arc::new(fs) })
     }
@@ -128,9 +129,7 @@ impl Store {
     /// All buckets, by name.
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, StoreError> {
         let rows = sqlx::query("SELECT name, created_ms FROM buckets ORDER BY name").fetch_all(self.db.pool()).await?;
-        rows.iter()
-            .map(|r| Ok(BucketInfo { name: r.try_get("name")?, created_ms: r.try_get("created_ms")? }))
-            .collect()
+        rows.iter().map(|r| Ok(BucketInfo { name: r.try_get("name")?, created_ms: r.try_get("created_ms")? })).collect()
     }
 
     /// Deletes an empty bucket.
@@ -149,13 +148,24 @@ impl Store {
         Ok(())
     }
 
-    async fn require_bucket(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>, name: &str) -> Result<(), StoreError> {
-        let found = sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
+    async fn require_bucket(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        let found =
+            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
         found.map(|_| ()).ok_or_else(|| StoreError::NoSuchBucket(name.to_string()))
     }
 
     /// Stores `bytes` under `bucket/key`, replacing any previous object there.
-    pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<ObjectInfo, StoreError> {
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StoreError> {
         names::object_key(key)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let size = bytes.len() as i64;
@@ -225,15 +235,19 @@ impl Store {
     }
 
     async fn locate(&self, bucket: &str, key: &str) -> Result<(ObjectInfo, String), StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS}, location FROM objects WHERE bucket = $1 AND object_key = $2"))
-            .bind(bucket)
-            .bind(key)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {COLUMNS}, location FROM objects WHERE bucket = $1 AND object_key = $2"))
+                .bind(bucket)
+                .bind(key)
+                .fetch_optional(self.db.pool())
+                .await?;
         match row {
             Some(r) => Ok((object_info(&r)?, r.try_get("location")?)),
             None => {
-                let b = sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(bucket).fetch_optional(self.db.pool()).await?;
+                let b = sqlx::query("SELECT name FROM buckets WHERE name = $1")
+                    .bind(bucket)
+                    .fetch_optional(self.db.pool())
+                    .await?;
                 Err(match b {
                     None => StoreError::NoSuchBucket(bucket.to_string()),
                     Some(_) => StoreError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() },
@@ -261,13 +275,14 @@ impl Store {
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         let mut tx = self.db.write().await?;
         self.require_bucket(&mut tx.tx, bucket).await?;
-        let location: Option<String> = sqlx::query("SELECT location FROM objects WHERE bucket = $1 AND object_key = $2")
-            .bind(bucket)
-            .bind(key)
-            .fetch_optional(&mut *tx.tx)
-            .await?
-            .map(|r| r.try_get("location"))
-            .transpose()?;
+        let location: Option<String> =
+            sqlx::query("SELECT location FROM objects WHERE bucket = $1 AND object_key = $2")
+                .bind(bucket)
+                .bind(key)
+                .fetch_optional(&mut *tx.tx)
+                .await?
+                .map(|r| r.try_get("location"))
+                .transpose()?;
         sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2")
             .bind(bucket)
             .bind(key)
@@ -282,8 +297,15 @@ impl Store {
 
     /// Objects whose keys start with `prefix`, in key order, after `start_after`, at most
     /// `limit` of them.
-    pub async fn list(&self, bucket: &str, prefix: &str, start_after: &str, limit: i64) -> Result<Vec<ObjectInfo>, StoreError> {
-        let b = sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(bucket).fetch_optional(self.db.pool()).await?;
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: i64,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let b =
+            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(bucket).fetch_optional(self.db.pool()).await?;
         if b.is_none() {
             return Err(StoreError::NoSuchBucket(bucket.to_string()));
         }

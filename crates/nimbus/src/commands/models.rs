@@ -32,7 +32,13 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                         .as_object()
                         .map(|m| m.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(","))
                         .unwrap_or_default();
-                    vec![cell(&g["name"]), cell(&g["version_count"]), cell(&g["latest_approved_version"]), if aliases.is_empty() { "-".into() } else { aliases }, cell(&g["created_at"])]
+                    vec![
+                        cell(&g["name"]),
+                        cell(&g["version_count"]),
+                        cell(&g["latest_approved_version"]),
+                        if aliases.is_empty() { "-".into() } else { aliases },
+                        cell(&g["created_at"]),
+                    ]
                 })
                 .collect();
             output::print(g.output, &v, &["GROUP", "VERSIONS", "LATEST APPROVED", "ALIASES", "CREATED"], rows);
@@ -44,7 +50,9 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
             output::print(g.output, &v, &["VERSION", "STATUS", "ALIASES", "METRICS", "CREATED", "BY"], rows);
         }
         ModelsCommand::Create { group, description } => {
-            let v = client.json("POST", "/model-groups", &[], Some(json!({"name": group, "description": description}))).await?;
+            let v = client
+                .json("POST", "/model-groups", &[], Some(json!({"name": group, "description": description})))
+                .await?;
             describe_group(g.output, &v);
         }
         ModelsCommand::Describe { target } => {
@@ -60,7 +68,11 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 Some(w) => {
                     let v = match w.parse::<i64>() {
                         Ok(n) => client.json("GET", &format!("{}/versions/{n}", group_path(&group)), &[], None).await?,
-                        Err(_) => client.json("GET", &format!("{}/resolve", group_path(&group)), &[("selector", &w)], None).await?,
+                        Err(_) => {
+                            client
+                                .json("GET", &format!("{}/resolve", group_path(&group)), &[("selector", &w)], None)
+                                .await?
+                        }
                     };
                     describe_version(g.output, &v);
                 }
@@ -88,23 +100,32 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                     }
                 }
                 (Some(_), true) => return Err(CliError::Input("give either VERSION or --delete, not both".into())),
-                (None, false) => return Err(CliError::Input("give the VERSION the alias should point at, or --delete".into())),
+                (None, false) => {
+                    return Err(CliError::Input("give the VERSION the alias should point at, or --delete".into()));
+                }
             }
         }
         ModelsCommand::Resolve { group, selector } => {
-            let v = client.json("GET", &format!("{}/resolve", group_path(&group)), &[("selector", &selector)], None).await?;
+            let v = client
+                .json("GET", &format!("{}/resolve", group_path(&group)), &[("selector", &selector)], None)
+                .await?;
             match g.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
-                Output::Table => println!("{group} {selector} -> version {} ({})", cell(&v["version"]), cell(&v["status"])),
+                Output::Table => {
+                    println!("{group} {selector} -> version {} ({})", cell(&v["version"]), cell(&v["status"]))
+                }
             }
         }
         ModelsCommand::Import { group, file, format, description } => {
-            let bytes = std::fs::read(&file).map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
             let mut query = vec![("format", format.as_str())];
             if let Some(d) = description.as_deref() {
                 query.push(("description", d));
             }
-            let answer = client.send("POST", &format!("{}/imports", group_path(&group)), &query, bytes, Some("application/json")).await?;
+            let answer = client
+                .send("POST", &format!("{}/imports", group_path(&group)), &query, bytes, Some("application/json"))
+                .await?;
             let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
             match g.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
@@ -123,7 +144,9 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|e| vec![cell(&e["at"]), cell(&e["version"]), cell(&e["kind"]), cell(&e["actor"]), cell(&e["detail"])])
+                .map(|e| {
+                    vec![cell(&e["at"]), cell(&e["version"]), cell(&e["kind"]), cell(&e["actor"]), cell(&e["detail"])]
+                })
                 .collect();
             output::print(g.output, &v, &["AT", "VERSION", "EVENT", "BY", "DETAIL"], rows);
         }
@@ -131,14 +154,28 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn set_status(client: &Client, out: Output, group: &str, version: &str, status: &str, description: &str) -> Result<(), CliError> {
+async fn set_status(
+    client: &Client,
+    out: Output,
+    group: &str,
+    version: &str,
+    status: &str,
+    description: &str,
+) -> Result<(), CliError> {
     let version = version_arg(version)?;
     let v = client
-        .json("PATCH", &format!("{}/versions/{version}", group_path(group)), &[], Some(json!({"status": status, "description": description})))
+        .json(
+            "PATCH",
+            &format!("{}/versions/{version}", group_path(group)),
+            &[],
+            Some(json!({"status": status, "description": description})),
+        )
         .await?;
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
-        Output::Table => println!("{group} version {version}: {} by {}", cell(&v["status"]), cell(&v["approval"]["by"])),
+        Output::Table => {
+            println!("{group} version {version}: {} by {}", cell(&v["status"]), cell(&v["approval"]["by"]))
+        }
     }
     Ok(())
 }
@@ -146,7 +183,13 @@ async fn set_status(client: &Client, out: Output, group: &str, version: &str, st
 fn metrics_summary(m: &Value) -> String {
     let s = m
         .as_object()
-        .map(|o| o.iter().take(3).map(|(k, v)| format!("{k}={}", v.as_f64().map(|f| format!("{f:.4}")).unwrap_or_default())).collect::<Vec<_>>().join(" "))
+        .map(|o| {
+            o.iter()
+                .take(3)
+                .map(|(k, v)| format!("{k}={}", v.as_f64().map(|f| format!("{f:.4}")).unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default();
     if s.is_empty() { "-".into() } else { s }
 }
@@ -164,15 +207,25 @@ fn version_row(v: &Value) -> Vec<String> {
 }
 
 fn describe_group(out: Output, v: &Value) {
-    let rows = ["name", "arn", "description", "version_count", "latest_approved_version", "aliases", "created_at", "created_by"]
-        .iter()
-        .map(|k| vec![k.to_string(), cell(&v[k])])
-        .collect();
+    let rows = [
+        "name",
+        "arn",
+        "description",
+        "version_count",
+        "latest_approved_version",
+        "aliases",
+        "created_at",
+        "created_by",
+    ]
+    .iter()
+    .map(|k| vec![k.to_string(), cell(&v[k])])
+    .collect();
     output::print(out, v, &["FIELD", "VALUE"], rows);
 }
 
 fn describe_version(out: Output, v: &Value) {
-    let mut rows: Vec<Vec<String>> = ["group", "version", "arn", "status"].iter().map(|k| vec![k.to_string(), cell(&v[k])]).collect();
+    let mut rows: Vec<Vec<String>> =
+        ["group", "version", "arn", "status"].iter().map(|k| vec![k.to_string(), cell(&v[k])]).collect();
     rows.push(vec!["approved/rejected by".into(), cell(&v["approval"]["by"])]);
     rows.push(vec!["approval at".into(), cell(&v["approval"]["at"])]);
     rows.push(vec!["approval description".into(), cell(&v["approval"]["description"])]);

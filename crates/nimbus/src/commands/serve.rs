@@ -31,7 +31,10 @@ pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
     );
     if let Some(k) = &server.new_admin_key {
         // The only time the secret is shown; it is never logged.
-        println!("First start: created the admin access key. The secret is shown only now; it is also in {} (mode 0600).", cfg.data_dir.join("credentials").display());
+        println!(
+            "First start: created the admin access key. The secret is shown only now; it is also in {} (mode 0600).",
+            cfg.data_dir.join("credentials").display()
+        );
         println!("  aws_access_key_id     = {}", k.access_key_id);
         println!("  aws_secret_access_key = {}", k.secret_access_key);
     }
@@ -44,5 +47,10 @@ fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NIMBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }

@@ -44,7 +44,8 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
         StoreCommand::Cp { src, dst, content_type } => cp(&client, g, &src, &dst, content_type).await,
         StoreCommand::Ls { target: None } => {
             let v = client.json("GET", "/buckets", &[], None).await?;
-            let rows = v.as_array().into_iter().flatten().map(|b| vec![cell(&b["created_at"]), cell(&b["name"])]).collect();
+            let rows =
+                v.as_array().into_iter().flatten().map(|b| vec![cell(&b["created_at"]), cell(&b["name"])]).collect();
             output::print(g.output, &v, &["CREATED", "BUCKET"], rows);
             Ok(())
         }
@@ -54,7 +55,12 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
             let mut after = String::new();
             loop {
                 let page = client
-                    .json("GET", &format!("/buckets/{}/objects", encode_segment(&bucket)), &[("prefix", &prefix), ("start_after", &after)], None)
+                    .json(
+                        "GET",
+                        &format!("/buckets/{}/objects", encode_segment(&bucket)),
+                        &[("prefix", &prefix), ("start_after", &after)],
+                        None,
+                    )
                     .await?;
                 all.extend(page["objects"].as_array().cloned().unwrap_or_default());
                 match page["next_start_after"].as_str() {
@@ -64,7 +70,14 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
             }
             let rows = all
                 .iter()
-                .map(|o| vec![cell(&o["created_at"]), cell(&o["size"]), cell(&o["sha256"])[..12.min(cell(&o["sha256"]).len())].to_string(), cell(&o["key"])])
+                .map(|o| {
+                    vec![
+                        cell(&o["created_at"]),
+                        cell(&o["size"]),
+                        cell(&o["sha256"])[..12.min(cell(&o["sha256"]).len())].to_string(),
+                        cell(&o["key"]),
+                    ]
+                })
                 .collect();
             output::print(g.output, &Value::Array(all), &["CREATED", "SIZE", "SHA256", "KEY"], rows);
             Ok(())
@@ -72,7 +85,9 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
         StoreCommand::Rm { target } => {
             let (bucket, key) = parse_s3(&target)?;
             if key.is_empty() {
-                return Err(CliError::Input(format!("{target:?} names no key; to remove a bucket use `nimbus store rb`")));
+                return Err(CliError::Input(format!(
+                    "{target:?} names no key; to remove a bucket use `nimbus store rb`"
+                )));
             }
             client.json("DELETE", &object_path(&bucket, &key), &[], None).await?;
             println!("delete: s3://{bucket}/{key}");
@@ -128,7 +143,12 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
                 dk.push_str(sk.rsplit('/').next().unwrap_or("object"));
             }
             let answer = client.send("GET", &object_path(&sb, &sk), &[], Vec::new(), None).await?;
-            let ct = answer.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream").to_string();
+            let ct = answer
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_string();
             let put = client.send("PUT", &object_path(&db, &dk), &[], answer.body, Some(&ct)).await?;
             let v: Value = serde_json::from_slice(&put.body).unwrap_or(Value::Null);
             report(g, &v, &format!("copy: s3://{sb}/{sk} to s3://{db}/{dk}"));

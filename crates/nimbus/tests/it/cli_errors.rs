@@ -51,10 +51,12 @@ fn bad_input_is_named_with_a_stable_code_and_exit_code_2() {
     let (status, body) = n.http("PUT", "/_nimbus/v1/model-groups/g/aliases/prod", b"{\"version\":\"one\"}", Some(&s));
     assert_eq!(status, 400);
     assert!(body.contains("version"), "{body}");
-    let (status, body) = n.http("POST", "/_nimbus/v1/model-groups/g/imports", b"{\"format\":\"nimbus-model\"}", Some(&s));
+    let (status, body) =
+        n.http("POST", "/_nimbus/v1/model-groups/g/imports", b"{\"format\":\"nimbus-model\"}", Some(&s));
     assert_eq!(status, 400);
     assert!(body.contains("missing field `format_version`"), "{body}");
-    let (status, body) = n.http("POST", "/_nimbus/v1/model-groups/g/imports?format=onnx", bundle(0.5).as_bytes(), Some(&s));
+    let (status, body) =
+        n.http("POST", "/_nimbus/v1/model-groups/g/imports?format=onnx", bundle(0.5).as_bytes(), Some(&s));
     assert_eq!(status, 400);
     assert!(body.contains("invalid format"), "{body}");
     let (status, body) = n.http("POST", "/_nimbus/v1/model-groups", b"", Some(&s));

@@ -25,7 +25,14 @@ fn kill_9_mid_registrations_leaves_contiguous_versions_with_whole_artifacts() {
                         // Each body differs, so each import writes a new artifact object.
                         let body = bundle(0.5 + (w * 1000 + i) as f64 / 1e6);
                         let result = std::panic::catch_unwind(|| {
-                            http_to(&endpoint, "POST", "/_nimbus/v1/model-groups/g/imports", body.as_bytes(), Some(&signer), time_now())
+                            http_to(
+                                &endpoint,
+                                "POST",
+                                "/_nimbus/v1/model-groups/g/imports",
+                                body.as_bytes(),
+                                Some(&signer),
+                                time_now(),
+                            )
                         });
                         match result {
                             Ok((201, _)) => {
@@ -48,7 +55,8 @@ fn kill_9_mid_registrations_leaves_contiguous_versions_with_whole_artifacts() {
 
         n.start_again();
         let versions = n.json(&["models", "list", "g"]);
-        let mut numbers: Vec<i64> = versions.as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+        let mut numbers: Vec<i64> =
+            versions.as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
         numbers.sort();
         let count = numbers.len() as i64;
         assert!(count >= 15, "{backend:?}: at least the acknowledged registrations survive, got {count}");

@@ -26,9 +26,9 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
-/// Makes a fresh, uniquely named database on the server of `url` and returns its URL.
-fn fresh_postgres_database(url: &str) -> String {
-    let name = format!("nimbus_it_{}", &uuid_like()[..12]);
+/// Makes a fresh, uniquely named database on the server of `url`; returns its name and URL.
+fn fresh_postgres_database(url: &str) -> (String, String) {
+    let name = format!("nimbus_it_{}", unique_suffix());
     let status = Command::new("psql")
         .arg(url)
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
@@ -37,15 +37,14 @@ fn fresh_postgres_database(url: &str) -> String {
     assert!(status.success(), "cannot create database {name} on {url}");
     let mut u = url::Url::parse(url).expect("NIMBUS_TEST_POSTGRES_URL is a URL");
     u.set_path(&format!("/{name}"));
-    u.to_string()
+    (name, u.to_string())
 }
 
-fn uuid_like() -> String {
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:x}{:08x}", nanos, std::process::id())
-        .chars()
-        .rev()
-        .collect()
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}_{}_{n}", nanos % 1_000_000_000_000, std::process::id())
 }
 
 /// A running server and everything needed to talk to it.
@@ -53,6 +52,8 @@ pub struct Nimbus {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     database: Option<String>,
+    /// `(server URL, database name)` of a database this test made, dropped at the end.
+    made_database: Option<(String, String)>,
     child: Option<Child>,
     /// What the server printed on its first start.
     pub first_stdout: Vec<String>,
@@ -62,11 +63,15 @@ impl Nimbus {
     /// Starts a server on a free port in a new data directory.
     pub fn start(backend: &Backend) -> Nimbus {
         let dir = tempfile::tempdir().unwrap();
-        let database = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres(url) => Some(fresh_postgres_database(url)),
+        let (database, made_database) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres(url) => {
+                let (name, db_url) = fresh_postgres_database(url);
+                (Some(db_url), Some((url.clone(), name)))
+            }
         };
-        let mut n = Nimbus { dir, endpoint: String::new(), database, child: None, first_stdout: Vec::new() };
+        let mut n =
+            Nimbus { dir, endpoint: String::new(), database, made_database, child: None, first_stdout: Vec::new() };
         n.first_stdout = n.launch();
         n
     }
@@ -101,7 +106,8 @@ impl Nimbus {
         let mut lines = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("nimbus prints its address");
+            let line =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("nimbus prints its address");
             lines.push(line.clone());
             if let Some(rest) = line.split("serving on ").nth(1) {
                 self.endpoint = rest.split_whitespace().next().unwrap().to_string();
@@ -177,7 +183,9 @@ impl Nimbus {
     pub fn credentials(&self) -> (String, String) {
         let text = std::fs::read_to_string(self.dir.path().join("credentials")).unwrap();
         let get = |k: &str| {
-            text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string())).unwrap()
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+                .unwrap()
         };
         (get("aws_access_key_id"), get("aws_secret_access_key"))
     }
@@ -197,6 +205,12 @@ impl Nimbus {
 impl Drop for Nimbus {
     fn drop(&mut self) {
         self.kill9();
+        if let Some((url, name)) = self.made_database.take() {
+            let _ = Command::new("psql")
+                .arg(url)
+                .args(["-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .status();
+        }
     }
 }
 
@@ -223,7 +237,8 @@ pub fn http_to(
         s.sign(method, path, query, &mut headers, body, at);
     }
     let client = reqwest::blocking::Client::new();
-    let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{endpoint}{path_and_query}"));
+    let mut req =
+        client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{endpoint}{path_and_query}"));
     for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
         req = req.header(k, v);
     }

@@ -6,6 +6,7 @@ mod harness;
 
 mod cli_errors;
 mod crash;
+mod docs;
 mod registry;
 mod sigv4;
 mod store;

@@ -45,7 +45,12 @@ fn registry_flow_survives_restart_on_every_backend() {
         // Selectors through raw, signed HTTP.
         let signer = n.signer();
         for (selector, want) in [("latest-approved", 2), ("%40production", 2), ("%40staging", 2), ("1", 1)] {
-            let (status, body) = n.http("GET", &format!("/_nimbus/v1/model-groups/titanic/resolve?selector={selector}"), b"", Some(&signer));
+            let (status, body) = n.http(
+                "GET",
+                &format!("/_nimbus/v1/model-groups/titanic/resolve?selector={selector}"),
+                b"",
+                Some(&signer),
+            );
             assert_eq!(status, 200, "{selector}: {body}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["version"], want, "{selector}");
@@ -69,7 +74,10 @@ fn registry_flow_survives_restart_on_every_backend() {
         assert_eq!(v1["parameters"]["max_depth"], 4);
         let events = n.json(&["models", "events", "titanic"]);
         let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["Registered", "Registered", "Approved", "AliasSet", "AliasSet", "Approved", "AliasSet", "Rejected"]);
+        assert_eq!(
+            kinds,
+            ["Registered", "Registered", "Approved", "AliasSet", "AliasSet", "Approved", "AliasSet", "Rejected"]
+        );
         // The artifact is in the store, whole.
         let uri = v1["artifact"]["uri"].as_str().unwrap();
         let out = n.dir.path().join("downloaded.json");

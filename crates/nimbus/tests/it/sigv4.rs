@@ -36,7 +36,14 @@ fn unsigned_tampered_wrong_key_and_stale_requests_are_refused() {
     let (status, body) = http_to(&n.endpoint, "GET", "/_nimbus/v1/model-groups", b"", Some(&good), stale);
     assert_eq!(status, 403);
     assert!(body.contains("Signature expired") && body.contains("15 minutes"), "{body}");
-    let (status, _) = http_to(&n.endpoint, "GET", "/_nimbus/v1/model-groups", b"", Some(&good), time_now() - time::Duration::minutes(10));
+    let (status, _) = http_to(
+        &n.endpoint,
+        "GET",
+        "/_nimbus/v1/model-groups",
+        b"",
+        Some(&good),
+        time_now() - time::Duration::minutes(10),
+    );
     assert_eq!(status, 200, "ten minutes of skew is tolerated");
 
     let wrong_region = Signer { region: "eu-west-3".into(), ..good.clone() };

@@ -16,7 +16,10 @@ pub async fn list_buckets(State(s): State<AppState>) -> Result<Json<Vec<wire::Bu
     Ok(Json(s.store.list_buckets().await?.into_iter().map(Into::into).collect()))
 }
 
-pub async fn create_bucket(State(s): State<AppState>, Path(bucket): Path<String>) -> Result<(StatusCode, Json<wire::Bucket>), ApiError> {
+pub async fn create_bucket(
+    State(s): State<AppState>,
+    Path(bucket): Path<String>,
+) -> Result<(StatusCode, Json<wire::Bucket>), ApiError> {
     Ok((StatusCode::CREATED, Json(s.store.create_bucket(&bucket).await?.into())))
 }
 
@@ -32,9 +35,11 @@ pub async fn list_objects(
 ) -> Result<Json<wire::ObjectList>, ApiError> {
     let limit = match q.get("limit") {
         None => 1000,
-        Some(l) => l.parse::<i64>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-            ApiError::invalid("limit", format!("{l:?} is not a number from 1 to 10000"))
-        })?,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("{l:?} is not a number from 1 to 10000")))?,
     };
     let prefix = q.get("prefix").map(String::as_str).unwrap_or("");
     let start_after = q.get("start_after").map(String::as_str).unwrap_or("");
@@ -51,14 +56,15 @@ pub async fn put_object(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<wire::Object>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
     Ok(Json(s.store.put(&bucket, &key, body, content_type).await?.into()))
 }
 
-pub async fn get_object(State(s): State<AppState>, Path((bucket, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get_object(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let (info, bytes) = s.store.get(&bucket, &key).await?;
     let mut resp = bytes.into_response();
     let h = resp.headers_mut();
@@ -72,7 +78,10 @@ pub async fn get_object(State(s): State<AppState>, Path((bucket, key)): Path<(St
     Ok(resp)
 }
 
-pub async fn delete_object(State(s): State<AppState>, Path((bucket, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn delete_object(
+    State(s): State<AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     s.store.delete(&bucket, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,7 +48,10 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(group_view(&s, g))))
 }
 
-pub async fn describe_group(State(s): State<AppState>, Path(group): Path<String>) -> Result<Json<wire::Group>, ApiError> {
+pub async fn describe_group(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<wire::Group>, ApiError> {
     Ok(Json(group_view(&s, s.registry.group(&group).await?)))
 }
 
@@ -72,7 +75,9 @@ fn initial_status(text: Option<&str>) -> Result<Option<ApprovalStatus>, ApiError
         None => Ok(None),
         Some("PendingManualApproval") => Ok(Some(ApprovalStatus::PendingManualApproval)),
         Some("Approved") => Ok(Some(ApprovalStatus::Approved)),
-        Some(t) => Err(ApiError::invalid("status", format!("{t:?}; a new version is PendingManualApproval or Approved"))),
+        Some(t) => {
+            Err(ApiError::invalid("status", format!("{t:?}; a new version is PendingManualApproval or Approved")))
+        }
     }
 }
 
@@ -84,8 +89,9 @@ pub async fn register_version(
     body: Bytes,
 ) -> Result<(StatusCode, Json<wire::Version>), ApiError> {
     let req: wire::RegisterVersion = json_body(&body)?;
-    let (bucket, key) = nimbus_store::parse_uri(&req.artifact_uri)
-        .ok_or_else(|| ApiError::invalid("artifact_uri", format!("{:?} is not of the form s3://bucket/key", req.artifact_uri)))?;
+    let (bucket, key) = nimbus_store::parse_uri(&req.artifact_uri).ok_or_else(|| {
+        ApiError::invalid("artifact_uri", format!("{:?} is not of the form s3://bucket/key", req.artifact_uri))
+    })?;
     // The version may only point at an object that exists, whole, now.
     let object = s.store.head(bucket, key).await?;
     let new = NewVersion {
@@ -127,10 +133,8 @@ pub async fn import_version(
     nimbus_core::names::resource("model group", &group).map_err(nimbus_registry::RegistryError::from)?;
     let description = q.get("description").cloned().unwrap_or(manifest.description.clone());
     let status = initial_status(q.get("status").map(String::as_str))?;
-    let tags: BTreeMap<String, String> = q
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("tag.").map(|t| (t.to_string(), v.clone())))
-        .collect();
+    let tags: BTreeMap<String, String> =
+        q.iter().filter_map(|(k, v)| k.strip_prefix("tag.").map(|t| (t.to_string(), v.clone()))).collect();
 
     s.store.ensure_bucket(MODELS_BUCKET).await?;
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
@@ -181,7 +185,10 @@ pub async fn update_version(
     Ok(Json(version_view(&s, v)))
 }
 
-pub async fn list_aliases(State(s): State<AppState>, Path(group): Path<String>) -> Result<Json<BTreeMap<String, i64>>, ApiError> {
+pub async fn list_aliases(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<BTreeMap<String, i64>>, ApiError> {
     Ok(Json(s.registry.group(&group).await?.aliases))
 }
 

@@ -145,7 +145,12 @@ impl Version {
                 description: v.status_description,
             },
             aliases: v.aliases,
-            artifact: Artifact { uri: v.artifact_uri, sha256: v.artifact_sha256, size: v.artifact_size, format: v.format },
+            artifact: Artifact {
+                uri: v.artifact_uri,
+                sha256: v.artifact_sha256,
+                size: v.artifact_size,
+                format: v.format,
+            },
             input_schema: v.input_schema,
             output_schema: v.output_schema,
             metrics: v.metrics,
