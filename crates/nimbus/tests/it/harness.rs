@@ -80,15 +80,24 @@ impl Nimbus {
         self.dir.path()
     }
 
+    /// Everything the server wrote to stderr (its log), across restarts.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap()
+    }
+
     fn launch(&mut self) -> Vec<String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimbus"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path())
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env("NIMBUS_LOG", "warn")
+            .env("NIMBUS_LOG", "debug,sqlx=warn,hyper=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(self.log_file());
         if let Some(db) = &self.database {
             cmd.args(["--database", db]);
         }

@@ -89,3 +89,31 @@ fn botocore_and_requests_aws4auth_signatures_are_accepted() {
     assert!(out.status.success(), "client checks failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
+
+#[cfg(unix)]
+#[test]
+fn secrets_are_private_files_and_never_reach_the_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut n = Nimbus::start(&Backend::Sqlite);
+    let (id, secret) = n.credentials();
+    for file in ["credentials", "master.key"] {
+        let mode = std::fs::metadata(n.data_dir().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is private");
+    }
+    let master = std::fs::read_to_string(n.data_dir().join("master.key")).unwrap();
+    n.ok(&["models", "list"]);
+    let wrong = Signer { secret: "nope".into(), ..n.signer() };
+    n.http("GET", "/_nimbus/v1/model-groups", b"", Some(&wrong));
+    n.restart();
+    let (_, out, _) = n.cli(&["whoami"]);
+    assert!(out.contains(&id));
+    let first = n.first_stdout.join("\n");
+    assert!(first.contains(&secret), "the first start shows the secret once");
+    let log = n.server_log();
+    assert!(log.contains("admin request refused"), "the log is being written: {log}");
+    assert!(!log.contains(&secret), "the secret reached the log");
+    assert!(!log.contains(master.trim()), "the master key reached the log");
+    // The stored secret is sealed: the database file does not contain it.
+    let db = std::fs::read(n.data_dir().join("meta.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is stored in clear");
+}
