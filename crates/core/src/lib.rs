@@ -7,6 +7,7 @@
 pub mod arn;
 pub mod clock;
 pub mod names;
+pub mod schema;
 
 /// A fresh random identifier (UUID v4, hyphenated), used for request ids and object locations.
 pub fn new_id() -> String {

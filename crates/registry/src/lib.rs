@@ -45,6 +45,12 @@ pub enum RegistryError {
     Meta(#[from] nimbus_meta::MetaError),
 }
 
+impl From<nimbus_core::schema::SchemaError> for RegistryError {
+    fn from(e: nimbus_core::schema::SchemaError) -> Self {
+        RegistryError::InvalidField { field: e.field, reason: e.reason }
+    }
+}
+
 impl From<nimbus_meta::sqlx::Error> for RegistryError {
     fn from(e: nimbus_meta::sqlx::Error) -> Self {
         RegistryError::Meta(e.into())
