@@ -12,6 +12,7 @@
 
 pub mod bundle;
 pub mod metrics;
+pub mod plots;
 pub mod predict;
 pub mod preprocess;
 pub mod table;

@@ -143,6 +143,16 @@ impl Table {
         Table { source: self.source.clone(), columns }
     }
 
+    /// The table as CSV text with a header line; missing values are empty fields.
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(self.columns.iter().map(|c| c.name.as_str()));
+        for r in 0..self.rows() {
+            let _ = w.write_record(self.columns.iter().map(|c| c.text_at(r).unwrap_or_default()));
+        }
+        w.into_inner().unwrap_or_default()
+    }
+
     /// A seeded shuffle split: `(train, test)` with `test_fraction` of the rows in the test part.
     pub fn split(&self, test_fraction: f64, seed: u64) -> (Table, Table) {
         let n = self.rows();
@@ -203,6 +213,7 @@ mod tests {
         let (a2, _) = t.split(0.2, 7);
         assert_eq!((a.rows(), b.rows()), (80, 20));
         assert_eq!(a, a2);
+        assert_eq!(Table::from_csv(&b.to_csv(), "t").unwrap(), Table { source: "t".into(), ..b.clone() });
         let (a3, _) = t.split(0.2, 8);
         assert_ne!(a, a3);
     }

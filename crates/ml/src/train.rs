@@ -98,6 +98,42 @@ pub fn labels(table: &Table, target: &str, objective: &str) -> Result<Labels, Ml
     }
 }
 
+/// Labels of `table`'s target for a trained model: class labels are mapped to the model's
+/// own class indices, so a holdout missing a class still lines up.
+pub fn labels_for_model(
+    table: &Table,
+    target: &str,
+    objective: &str,
+    classes: Option<&[String]>,
+) -> Result<Labels, MlError> {
+    let mut labels = labels(table, target, objective).or_else(|e| match (&e, classes) {
+        // A holdout may hold a single class; map it through the model's classes below.
+        (MlError::Column { .. }, Some(_)) => {
+            let column = table.column(target)?;
+            Ok(Labels { values: vec![0.0; column.len()], classes: Some(vec![]), task: Task::of_objective(objective)? })
+        }
+        _ => Err(e),
+    })?;
+    if let Some(model_classes) = classes {
+        let column = table.column(target)?;
+        let mut values = Vec::with_capacity(column.len());
+        for r in 0..column.len() {
+            let text = column.text_at(r).unwrap_or_default();
+            let idx = model_classes.iter().position(|c| *c == text).ok_or_else(|| MlError::Column {
+                column: target.to_string(),
+                reason: format!(
+                    "has the label {text:?}, which the model never saw (its classes: {})",
+                    model_classes.join(", ")
+                ),
+            })?;
+            values.push(idx as f32);
+        }
+        labels.values = values;
+        labels.classes = Some(model_classes.to_vec());
+    }
+    Ok(labels)
+}
+
 /// The parameters of one training: XGBoost names, values as JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainSpec {

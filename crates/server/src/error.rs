@@ -106,6 +106,20 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<nimbus_pipeline::PipelineError> for ApiError {
+    fn from(e: nimbus_pipeline::PipelineError) -> ApiError {
+        use nimbus_pipeline::PipelineError as P;
+        let (status, code) = match &e {
+            P::Invalid { .. } => (StatusCode::BAD_REQUEST, "ValidationError"),
+            P::NotFound(_) => (StatusCode::NOT_FOUND, "PipelineNotFound"),
+            P::ExecutionNotFound(_) => (StatusCode::NOT_FOUND, "ExecutionNotFound"),
+            P::NotRetryable { .. } => (StatusCode::CONFLICT, "ExecutionNotRetryable"),
+            P::Meta(_) => return internal(e),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "InternalError", message: e.to_string() }
 }

@@ -47,6 +47,8 @@ pub enum ServeError {
     Iam(#[from] nimbus_iam::IamError),
     #[error(transparent)]
     Store(#[from] nimbus_store::StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] nimbus_pipeline::PipelineError),
     #[error("server: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -76,6 +78,11 @@ impl Server {
         let iam = Iam::new(db.clone(), key, partition.clone());
         let store = Store::local(db.clone(), &dir.join("objects"))?;
         let registry = Registry::new(db.clone());
+        let pipelines = nimbus_pipeline::Pipelines::new(db.clone(), store.clone(), registry.clone());
+        let interrupted = pipelines.recover().await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "marked pipeline executions left running by the previous process as failed");
+        }
 
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
@@ -96,7 +103,7 @@ impl Server {
                 },
             )?;
         }
-        let state = AppState { iam, store, registry, partition, db, max_body: cfg.max_body_bytes };
+        let state = AppState { iam, store, registry, pipelines, partition, db, max_body: cfg.max_body_bytes };
         Ok(Server { state, addr, listener, new_admin_key })
     }
 

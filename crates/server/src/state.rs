@@ -3,6 +3,7 @@
 use nimbus_core::arn::Partition;
 use nimbus_iam::Iam;
 use nimbus_meta::Db;
+use nimbus_pipeline::Pipelines;
 use nimbus_registry::Registry;
 use nimbus_store::Store;
 
@@ -12,6 +13,7 @@ pub struct AppState {
     pub iam: Iam,
     pub store: Store,
     pub registry: Registry,
+    pub pipelines: Pipelines,
     pub partition: Partition,
     pub db: Db,
     /// Largest accepted request body, bytes.

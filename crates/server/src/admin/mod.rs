@@ -4,6 +4,7 @@
 
 mod buckets;
 mod models;
+mod pipelines;
 mod wire;
 
 use axum::Router;
@@ -39,6 +40,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/model-groups/{group}/aliases/{alias}"),
     ("GET", "/model-groups/{group}/resolve"),
     ("GET", "/model-groups/{group}/events"),
+    ("GET", "/pipelines"),
+    ("GET", "/pipelines/{pipeline}"),
+    ("PUT", "/pipelines/{pipeline}"),
+    ("GET", "/pipelines/{pipeline}/executions"),
+    ("POST", "/pipelines/{pipeline}/executions"),
+    ("GET", "/executions/{execution}"),
+    ("POST", "/executions/{execution}/retry"),
 ];
 
 /// The admin router, every route behind the signature check.
@@ -61,6 +69,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/model-groups/{group}/aliases/{alias}", put(models::set_alias).delete(models::delete_alias))
         .route("/model-groups/{group}/resolve", get(models::resolve))
         .route("/model-groups/{group}/events", get(models::events))
+        .route("/pipelines", get(pipelines::list))
+        .route("/pipelines/{pipeline}", get(pipelines::describe).put(pipelines::put))
+        .route("/pipelines/{pipeline}/executions", get(pipelines::executions).post(pipelines::start))
+        .route("/executions/{execution}", get(pipelines::execution))
+        .route("/executions/{execution}/retry", axum::routing::post(pipelines::retry))
         .fallback(crate::error::not_found)
         .layer(middleware::from_fn_with_state(state, require_signature))
 }

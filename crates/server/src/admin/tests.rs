@@ -45,7 +45,9 @@ async fn every_listed_route_is_served_and_nothing_else_is() {
             .replace("{key}", "a/b.txt")
             .replace("{group}", "g")
             .replace("{version}", "1")
-            .replace("{alias}", "prod");
+            .replace("{alias}", "prod")
+            .replace("{pipeline}", "p")
+            .replace("{execution}", "p-1");
         let (status, body) = send(method, concrete.clone()).await;
         assert_ne!(status, 405, "{method} {concrete} is listed but not routed");
         assert!(!body.contains("\"NotFound\""), "{method} {concrete} is listed but not routed: {body}");

@@ -1,0 +1,155 @@
+//! Runs an execution: the steps in dependency order, each resolved against the parameters
+//! and earlier outputs, served from cache when its inputs are unchanged, and recorded as it
+//! goes. A `condition` that does not hold skips what depends on it and ends the run as not
+//! registered, with the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::spec::{Reference, StepKind, interpolate, references};
+use crate::{Pipelines, db, steps};
+
+/// Bumped when a built-in step changes what it computes, so old cache entries stop matching.
+const ENGINE_VERSION: &str = "nimbus-pipeline-1";
+
+/// What a step reports back.
+pub(crate) struct StepResult {
+    pub outputs: Value,
+    pub log: String,
+}
+
+/// Runs (or continues, after a retry) the execution `id`. Never panics on step failure: the
+/// failure is recorded on the step and the execution.
+pub async fn run(p: Pipelines, id: String) {
+    if let Err(e) = run_inner(&p, &id).await {
+        tracing::error!(execution = %id, error = %e, "pipeline execution failed to record its state");
+        let _ = db::execution_finished(&p.db, &id, "Failed", &format!("internal error: {e}"), None).await;
+    }
+}
+
+async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> {
+    let exec = p.execution(id).await?;
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut skipped: BTreeSet<String> = BTreeSet::new();
+    let mut not_registered: Option<String> = None;
+    let mut registered: Option<i64> = None;
+    for step in &exec.steps {
+        if matches!(step.status.as_str(), "Succeeded" | "Cached") {
+            outputs.insert(step.name.clone(), step.outputs.clone());
+            if let Some(v) = step.outputs.get("version").and_then(Value::as_i64) {
+                registered = Some(v);
+            }
+            if step.outputs.get("result") == Some(&Value::Bool(false)) {
+                not_registered = step.outputs.get("reason").and_then(Value::as_str).map(str::to_string);
+                skipped.insert(step.name.clone());
+            }
+            continue;
+        }
+        let spec = &exec.spec.steps[&step.name];
+        let mut needs: BTreeSet<String> = spec.after.iter().cloned().collect();
+        for v in spec.inputs.values() {
+            collect_steps(v, &mut needs);
+        }
+        if needs.iter().any(|n| skipped.contains(n)) {
+            skipped.insert(step.name.clone());
+            db::step_finished(&p.db, id, &step.name, "Skipped", &Value::Null, "", None).await?;
+            continue;
+        }
+        let lookup = |r: &Reference| match r {
+            Reference::Param(name) => exec.parameters.get(name).cloned(),
+            Reference::Output { step, output } => outputs.get(step).and_then(|o| o.get(output)).cloned(),
+        };
+        let resolved: Result<BTreeMap<String, Value>, String> =
+            spec.inputs.iter().map(|(k, v)| Ok((k.clone(), interpolate(v, &lookup)?))).collect();
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(e) => return fail(p, id, &step.name, &format!("input: {e}")).await,
+        };
+        let key = cache_key(p, spec.kind, &resolved).await;
+        let cacheable = spec.cache && spec.kind != StepKind::Register;
+        if cacheable {
+            if let Some(cached) = db::cached_outputs(&p.db, &exec.pipeline, &step.name, &key).await? {
+                db::step_started(&p.db, id, &step.name, &key).await?;
+                db::step_finished(
+                    &p.db,
+                    id,
+                    &step.name,
+                    "Cached",
+                    &cached,
+                    "served from cache: inputs, parameters and code unchanged",
+                    None,
+                )
+                .await?;
+                if cached.get("result") == Some(&Value::Bool(false)) {
+                    not_registered = cached.get("reason").and_then(Value::as_str).map(str::to_string);
+                    skipped.insert(step.name.clone());
+                }
+                outputs.insert(step.name.clone(), cached);
+                continue;
+            }
+        }
+        db::step_started(&p.db, id, &step.name, &key).await?;
+        let ctx = steps::Context { p, execution: &exec, step: &step.name };
+        match steps::run(&ctx, spec.kind, &resolved).await {
+            Ok(result) => {
+                db::step_finished(&p.db, id, &step.name, "Succeeded", &result.outputs, &result.log, None).await?;
+                if let Some(v) = result.outputs.get("version").and_then(Value::as_i64) {
+                    registered = Some(v);
+                }
+                if result.outputs.get("result") == Some(&Value::Bool(false)) {
+                    not_registered = result.outputs.get("reason").and_then(Value::as_str).map(str::to_string);
+                    skipped.insert(step.name.clone());
+                }
+                outputs.insert(step.name.clone(), result.outputs);
+            }
+            Err(e) => return fail(p, id, &step.name, &e).await,
+        }
+    }
+    let outcome = match (registered, not_registered) {
+        (Some(v), _) => format!("registered {} version {v}", exec.spec.model_group),
+        (None, Some(reason)) => format!("not registered: {reason}"),
+        (None, None) => "finished; no register step ran".to_string(),
+    };
+    db::execution_finished(&p.db, id, "Succeeded", &outcome, registered).await
+}
+
+async fn fail(p: &Pipelines, id: &str, step: &str, error: &str) -> Result<(), crate::PipelineError> {
+    tracing::warn!(execution = %id, step, error, "pipeline step failed");
+    let log = p.execution(id).await?.steps.iter().find(|s| s.name == step).map(|s| s.log.clone()).unwrap_or_default();
+    db::step_finished(&p.db, id, step, "Failed", &Value::Null, &log, Some(error)).await?;
+    db::execution_finished(&p.db, id, "Failed", &format!("step {step} failed: {error}"), None).await
+}
+
+fn collect_steps(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::String(s) => {
+            for r in references(s) {
+                if let Reference::Output { step, .. } = r {
+                    out.insert(step);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_steps(x, out)),
+        Value::Object(m) => m.values().for_each(|x| collect_steps(x, out)),
+        _ => {}
+    }
+}
+
+/// The cache key of a step: its kind, its resolved inputs, the digests of every stored object
+/// they name, and the engine version.
+async fn cache_key(p: &Pipelines, kind: StepKind, inputs: &BTreeMap<String, Value>) -> String {
+    let mut h = Sha256::new();
+    h.update(ENGINE_VERSION);
+    h.update(serde_json::to_string(&kind).unwrap_or_default());
+    h.update(serde_json::to_string(inputs).unwrap_or_default());
+    for v in inputs.values() {
+        if let Some((bucket, key)) = v.as_str().and_then(nimbus_store::parse_uri) {
+            if let Ok(info) = p.store.head(bucket, key).await {
+                h.update(info.sha256);
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
