@@ -49,6 +49,41 @@ pub enum Command {
     /// The model registry: groups, versions, approval, aliases
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Make the server match a project file (nimbus.toml): uploads, model groups, pipelines
+    Apply {
+        /// A nimbus.toml, or a directory holding one
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Only print what would change
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Training pipelines: list, run, executions, describe
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelinesCommand {
+    /// List pipelines
+    List,
+    /// Start an execution: `run NAME --param max_depth=6 --wait`, or `run --retry EXECUTION`
+    Run {
+        name: Option<String>,
+        /// Override a parameter (repeatable); the value is checked against the parameter's type
+        #[arg(long, value_name = "KEY=VALUE")]
+        param: Vec<String>,
+        /// Follow the execution until it ends, showing each step, and print the evaluation
+        #[arg(long)]
+        wait: bool,
+        /// Re-run a failed execution from its failed step
+        #[arg(long, value_name = "EXECUTION")]
+        retry: Option<String>,
+    },
+    /// Executions of a pipeline, newest first
+    Executions { name: String },
+    /// Steps, status, outputs and logs of one execution
+    Describe { execution: String },
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod commands;
 mod output;
+mod project;
 
 use std::process::ExitCode;
 

@@ -254,7 +254,10 @@ fn condition_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Result
         "<" => l < r,
         _ => l > r,
     };
-    let reason = format!("condition {raw} is {result} ({left} {op} {right})");
+    let short =
+        |x: &str| x.parse::<f64>().map(|v| format!("{}", (v * 1e4).round() / 1e4)).unwrap_or_else(|_| x.to_string());
+    let readable = raw.replace("${steps.", "").replace("${", "").replace('}', "");
+    let reason = format!("{readable} is {result} ({} {op} {})", short(left), short(right));
     Ok(StepResult { outputs: json!({"result": result, "reason": reason}), log: reason })
 }
 

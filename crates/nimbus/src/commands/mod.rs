@@ -1,6 +1,8 @@
 //! One module per command group; [`run`] dispatches.
 
+mod apply;
 mod models;
+mod pipelines;
 mod serve;
 mod store;
 
@@ -23,5 +25,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Store(cmd) => store::run(&cli.global, cmd).await,
         Command::Models(cmd) => models::run(&cli.global, cmd).await,
+        Command::Apply { path, dry_run } => apply::run(&cli.global, &path, dry_run).await,
+        Command::Pipelines(cmd) => pipelines::run(&cli.global, cmd).await,
     }
 }

@@ -7,6 +7,7 @@ mod harness;
 mod cli_errors;
 mod crash;
 mod docs;
+mod pipelines;
 mod registry;
 mod sigv4;
 mod store;

@@ -1,0 +1,104 @@
+//! `nimbus apply`: make the server match `nimbus.toml` — upload data, create model groups,
+//! store pipelines — printing what changed. Idempotent: a second run reports `unchanged`.
+
+use std::path::Path;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::CliError;
+use crate::cli::Global;
+use crate::client::{Client, encode_key, encode_segment};
+use crate::project::{self, Project};
+
+/// Applies the project at `path`; with `dry_run` only says what it would do.
+pub async fn run(g: &Global, path: &Path, dry_run: bool) -> Result<(), CliError> {
+    let project = project::load(path)?;
+    let client = Client::new(g)?;
+    apply(&client, &project, dry_run, &mut |line| println!("{line}")).await
+}
+
+/// Applies a loaded project, reporting each change through `say`.
+pub async fn apply(
+    client: &Client,
+    project: &Project,
+    dry_run: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<(), CliError> {
+    let name = project.project.name.as_deref().unwrap_or("(unnamed)");
+    let about = project.project.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+    say(format!("project  {name}{about}{}", if dry_run { " (dry run: nothing changes)" } else { "" }));
+    let verb = |doing: &str| if dry_run { format!("would {doing}") } else { doing.to_string() };
+    for u in &project.uploads {
+        let local = project.dir.join(&u.file);
+        let bytes = std::fs::read(&local)
+            .map_err(|e| CliError::Input(format!("uploads: cannot read {}: {e}", local.display())))?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let rest = u.to.trim_start_matches("s3://");
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let listing = client
+            .json(
+                "GET",
+                &format!("/buckets/{}/objects", encode_segment(bucket)),
+                &[("prefix", key), ("limit", "1")],
+                None,
+            )
+            .await;
+        let current = match listing {
+            Ok(v) => {
+                v["objects"].as_array().and_then(|a| a.first()).filter(|o| o["key"] == key).map(|o| o["sha256"].clone())
+            }
+            Err(CliError::Input(m)) if m.contains("NoSuchBucket") => {
+                if !dry_run {
+                    client.json("PUT", &format!("/buckets/{}", encode_segment(bucket)), &[], None).await?;
+                }
+                say(format!("bucket   {bucket}: {}", verb("create")));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if current.as_ref().and_then(|s| s.as_str()) == Some(sha.as_str()) {
+            say(format!("upload   {} -> {}: unchanged", u.file.display(), u.to));
+            continue;
+        }
+        if !dry_run {
+            let path = format!("/buckets/{}/objects/{}", encode_segment(bucket), encode_key(key));
+            let ct = if key.ends_with(".csv") { "text/csv" } else { "application/octet-stream" };
+            client.send("PUT", &path, &[], bytes.clone(), Some(ct)).await?;
+        }
+        say(format!("upload   {} -> {}: {} ({} bytes)", u.file.display(), u.to, verb("upload"), bytes.len()));
+    }
+    for (name, spec) in &project.pipelines {
+        let group = &spec.model_group;
+        match client.json("GET", &format!("/model-groups/{}", encode_segment(group)), &[], None).await {
+            Ok(_) => {}
+            Err(CliError::Input(m)) if m.contains("ModelGroupNotFound") => {
+                if !dry_run {
+                    let body = json!({"name": group, "description": format!("models of pipeline {name}")});
+                    client.json("POST", "/model-groups", &[], Some(body)).await?;
+                }
+                say(format!("group    {group}: {}", verb("create")));
+            }
+            Err(e) => return Err(e),
+        }
+        let definition = serde_json::to_value(spec).expect("specs serialise");
+        let local_digest =
+            hex::encode(Sha256::digest(serde_json::to_string(spec).expect("specs serialise").as_bytes()));
+        let current = match client.json("GET", &format!("/pipelines/{}", encode_segment(name)), &[], None).await {
+            Ok(v) => Some(v["digest"].as_str().unwrap_or_default().to_string()),
+            Err(CliError::Input(m)) if m.contains("PipelineNotFound") => None,
+            Err(e) => return Err(e),
+        };
+        let what = match current {
+            Some(d) if d == local_digest => "unchanged".to_string(),
+            Some(_) => verb("update"),
+            None => verb("create"),
+        };
+        if !dry_run && what != "unchanged" {
+            client.json("PUT", &format!("/pipelines/{}", encode_segment(name)), &[], Some(definition)).await?;
+        }
+        let order = spec.validate(name).map_err(|e| CliError::Input(format!("pipelines.{name}: {e}")))?;
+        say(format!("pipeline {name}: {what} (steps: {}; registers into {group})", order.join(" -> ")));
+    }
+    Ok(())
+}

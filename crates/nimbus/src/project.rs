@@ -1,0 +1,103 @@
+//! The project file, `nimbus.toml`: what `nimbus apply` makes the server match.
+//!
+//! ```toml
+//! [project]
+//! name = "titanic"
+//!
+//! [[uploads]]                     # local files copied into the store
+//! file = "data/train.csv"         # relative to the project directory
+//! to = "s3://titanic/data/train.csv"
+//!
+//! [pipelines.titanic]             # see nimbus_pipeline::spec for the full grammar
+//! model_group = "titanic"
+//! [pipelines.titanic.parameters]
+//! max_depth = { type = "integer", default = 4 }
+//! [pipelines.titanic.steps.train]
+//! kind = "train"
+//! …
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nimbus_pipeline::PipelineSpec;
+use serde::Deserialize;
+
+use crate::CliError;
+
+/// `[project]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectMeta {
+    /// A name for messages.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[[uploads]]`: a local file the store should hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    /// Path relative to the project directory.
+    pub file: PathBuf,
+    /// `s3://bucket/key` destination.
+    pub to: String,
+}
+
+/// A parsed `nimbus.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    #[serde(default)]
+    pub project: ProjectMeta,
+    #[serde(default)]
+    pub uploads: Vec<Upload>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineSpec>,
+    /// The directory the file is in; relative paths start there.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// Reads `path` (a `nimbus.toml`, or a directory holding one) and checks every pipeline.
+pub fn load(path: &Path) -> Result<Project, CliError> {
+    let file = if path.is_dir() { path.join("nimbus.toml") } else { path.to_path_buf() };
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
+    let mut project: Project = toml::from_str(&text)
+        .map_err(|e| CliError::Input(format!("{}: {}", file.display(), e.to_string().trim_end().replace('\n', " "))))?;
+    project.dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (name, spec) in &project.pipelines {
+        spec.validate(name).map_err(|e| CliError::Input(format!("{}: pipelines.{name}: {e}", file.display())))?;
+    }
+    for u in &project.uploads {
+        if !u.to.starts_with("s3://") || u.to.trim_end_matches('/').matches('/').count() < 3 {
+            return Err(CliError::Input(format!(
+                "{}: uploads: to = {:?} must be s3://bucket/key",
+                file.display(),
+                u.to
+            )));
+        }
+    }
+    Ok(project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nimbus.toml");
+        std::fs::write(&f, "[project]\nname = \"x\"\nnmae = 1\n").unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("nimbus.toml") && e.contains("line 3") && e.contains("nmae"), "{e}");
+        std::fs::write(&f, "[pipelines.p]\nmodel_group = \"g\"\n[pipelines.p.steps.t]\nkind = \"train\"\n").unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("pipelines.p") && e.contains("steps.t.data") && e.contains("required"), "{e}");
+    }
+}
