@@ -68,7 +68,7 @@ async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> 
             Err(e) => return fail(p, id, &step.name, &format!("input: {e}")).await,
         };
         let key = cache_key(p, spec.kind, &resolved).await;
-        let cacheable = spec.cache && spec.kind != StepKind::Register;
+        let cacheable = spec.cache.unwrap_or(spec.kind.caches_by_default()) && spec.kind != StepKind::Register;
         if cacheable {
             if let Some(cached) = db::cached_outputs(&p.db, &exec.pipeline, &step.name, &key).await? {
                 db::step_started(&p.db, id, &step.name, &key).await?;

@@ -9,6 +9,7 @@
 
 pub mod db;
 pub mod engine;
+mod process;
 pub mod spec;
 mod steps;
 
@@ -47,6 +48,8 @@ impl From<nimbus_meta::sqlx::Error> for PipelineError {
 #[derive(Clone)]
 pub struct Pipelines {
     pub(crate) db: Db,
+    /// Where `process` steps get their work directories.
+    pub(crate) work_dir: std::path::PathBuf,
     pub(crate) store: Store,
     pub(crate) registry: Registry,
 }
@@ -56,8 +59,8 @@ pub const ARTIFACTS_BUCKET: &str = "nimbus-pipelines";
 
 impl Pipelines {
     /// A pipeline service over the metadata database, store and registry.
-    pub fn new(db: Db, store: Store, registry: Registry) -> Pipelines {
-        Pipelines { db, store, registry }
+    pub fn new(db: Db, store: Store, registry: Registry, work_dir: std::path::PathBuf) -> Pipelines {
+        Pipelines { db, store, registry, work_dir }
     }
 
     /// Marks executions left running by a previous server process as failed, with the

@@ -82,6 +82,20 @@ pub enum StepKind {
     Condition,
     /// Register a model in the registry; outputs `version`.
     Register,
+    /// Batch prediction of a model over a CSV; outputs `predictions` (a CSV in the store).
+    Transform,
+    /// Run any command with inputs copied from the store into a work directory, parameters in
+    /// its environment, and declared outputs copied back; outputs one URI per declared output.
+    Process,
+}
+
+impl StepKind {
+    /// Whether results are reused by default when inputs are unchanged: built-in steps yes;
+    /// `register` never (a registration is an event), `process` only when asked (a command
+    /// may read things nimbus cannot see).
+    pub fn caches_by_default(self) -> bool {
+        !matches!(self, StepKind::Register | StepKind::Process)
+    }
 }
 
 /// A step as declared. Settings other than `kind` and `after` are the step's inputs.
@@ -91,16 +105,12 @@ pub struct Step {
     /// Steps that must finish first, besides those referenced in the inputs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
-    /// Whether a step whose inputs are unchanged may reuse an earlier result (default true
-    /// for built-in steps; `register` never does).
-    #[serde(default = "default_true")]
-    pub cache: bool,
+    /// Whether a step whose inputs are unchanged may reuse an earlier result (default: see
+    /// [`StepKind::caches_by_default`]; `register` never does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
     #[serde(flatten)]
     pub inputs: BTreeMap<String, Value>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// A pipeline as declared in `nimbus.toml`.
@@ -132,6 +142,14 @@ fn inputs_of(kind: StepKind) -> &'static [(&'static str, bool)] {
         StepKind::Evaluate => &[("model", true), ("data", true)],
         StepKind::Condition => &[("when", true)],
         StepKind::Register => &[("model", true), ("evaluation", false), ("status", false), ("description", false)],
+        StepKind::Transform => &[("model", true), ("data", true)],
+        StepKind::Process => &[
+            ("command", true),
+            ("inputs", false),
+            ("outputs", false),
+            ("environment", false),
+            ("timeout_seconds", false),
+        ],
     }
 }
 
@@ -142,6 +160,8 @@ fn outputs_of(kind: StepKind) -> &'static [&'static str] {
         StepKind::Evaluate => &["report", "*"],
         StepKind::Condition => &["result"],
         StepKind::Register => &["version"],
+        StepKind::Transform => &["predictions", "rows"],
+        StepKind::Process => &["*"],
     }
 }
 

@@ -1,4 +1,5 @@
-//! The built-in step kinds: train, evaluate, condition, register.
+//! The step kinds: train, evaluate, condition, register, transform (and process, in
+//! `process.rs`).
 //!
 //! Each takes its resolved inputs and returns its outputs (JSON) and a log. Artifacts go to
 //! `s3://nimbus-pipelines/{pipeline}/{execution}/{step}/…`. CPU-heavy work (training,
@@ -51,6 +52,8 @@ pub(crate) async fn run(
         StepKind::Evaluate => evaluate_step(ctx, inputs).await,
         StepKind::Condition => condition_step(ctx, inputs),
         StepKind::Register => register_step(ctx, inputs).await,
+        StepKind::Transform => transform_step(ctx, inputs).await,
+        StepKind::Process => crate::process::process_step(ctx, inputs).await,
     }
 }
 
@@ -84,14 +87,14 @@ fn number(inputs: &BTreeMap<String, Value>, key: &str, default: f64) -> Result<f
     }
 }
 
-async fn load(p: &Pipelines, uri: &str) -> Result<(Bytes, String), String> {
+pub(crate) async fn load(p: &Pipelines, uri: &str) -> Result<(Bytes, String), String> {
     let (bucket, key) =
         nimbus_store::parse_uri(uri).ok_or_else(|| format!("{uri:?} is not an s3://bucket/key address"))?;
     let (info, bytes) = p.store.get(bucket, key).await.map_err(|e| e.to_string())?;
     Ok((bytes, info.sha256))
 }
 
-async fn save(ctx: &Context<'_>, name: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, String> {
+pub(crate) async fn save(ctx: &Context<'_>, name: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, String> {
     let key = format!("{}/{}/{}/{name}", ctx.execution.pipeline, ctx.execution.id, ctx.step);
     ctx.p.store.ensure_bucket(ARTIFACTS_BUCKET).await.map_err(|e| e.to_string())?;
     let info =
@@ -325,4 +328,57 @@ async fn register_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> R
     let v = p.registry.register(&group, new, &actor).await.map_err(|e| e.to_string())?;
     let line = format!("registered {group} version {} ({})", v.version, v.status);
     Ok(StepResult { outputs: json!({"version": v.version, "group": group}), log: line })
+}
+
+async fn transform_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Result<StepResult, String> {
+    let model_uri = text(inputs, "model")?.to_string();
+    let data_uri = text(inputs, "data")?.to_string();
+    let (model_bytes, _) = load(ctx.p, &model_uri).await?;
+    let (data_bytes, _) = load(ctx.p, &data_uri).await?;
+    let uri2 = data_uri.clone();
+    let (csv, rows) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, usize), String> {
+        let bundle = Bundle::from_slice(&model_bytes).map_err(|e| e.to_string())?;
+        let predictor = Predictor::from_bundle(&bundle).map_err(|e| e.to_string())?;
+        let mut table = Table::from_csv(&data_bytes, &uri2).map_err(|e| e.to_string())?;
+        let x = predictor.preprocessor().transform_table(&table).map_err(|e| e.to_string())?;
+        let out = predictor.predict_matrix(&x).map_err(|e| e.to_string())?;
+        let m = &bundle.model;
+        let classes = m.classes.clone().unwrap_or_default();
+        let (prediction, probability): (Vec<Option<String>>, Option<Vec<f64>>) =
+            match Task::of_objective(&m.objective).map_err(|e| e.to_string())? {
+                Task::Binary => (
+                    out.iter().map(|p| Some(classes.get((*p > 0.5) as usize).cloned().unwrap_or_default())).collect(),
+                    Some(out.iter().map(|p| *p as f64).collect()),
+                ),
+                Task::Multiclass { .. } => {
+                    let k = classes.len().max(1);
+                    (
+                        out.chunks(k)
+                            .map(|row| Some(classes.get(metrics::argmax(row)).cloned().unwrap_or_default()))
+                            .collect(),
+                        None,
+                    )
+                }
+                Task::Regression => (out.iter().map(|v| Some(v.to_string())).collect(), None),
+            };
+        let rows = table.rows();
+        table.columns.push(nimbus_ml::table::Column {
+            name: format!("predicted_{}", m.target),
+            data: nimbus_ml::table::ColumnData::Text(prediction),
+        });
+        if let Some(p) = probability {
+            table.columns.push(nimbus_ml::table::Column {
+                name: "probability".into(),
+                data: nimbus_ml::table::ColumnData::Numeric(p),
+            });
+        }
+        Ok((table.to_csv(), rows))
+    })
+    .await
+    .map_err(|e| format!("batch prediction stopped: {e}"))??;
+    let uri = save(ctx, "predictions.csv", csv, "text/csv").await?;
+    Ok(StepResult {
+        outputs: json!({"predictions": uri, "rows": rows}),
+        log: format!("predicted {rows} rows of {data_uri} into {uri}"),
+    })
 }

@@ -78,7 +78,7 @@ impl Server {
         let iam = Iam::new(db.clone(), key, partition.clone());
         let store = Store::local(db.clone(), &dir.join("objects"))?;
         let registry = Registry::new(db.clone());
-        let pipelines = nimbus_pipeline::Pipelines::new(db.clone(), store.clone(), registry.clone());
+        let pipelines = nimbus_pipeline::Pipelines::new(db.clone(), store.clone(), registry.clone(), dir.join("work"));
         let interrupted = pipelines.recover().await?;
         if interrupted > 0 {
             tracing::warn!(interrupted, "marked pipeline executions left running by the previous process as failed");

@@ -182,3 +182,125 @@ fn kill_9_mid_run_fails_the_execution_and_retry_registers_exactly_once() {
     assert_eq!(code, 2);
     assert!(err.contains("only a Failed execution is retried"), "{err}");
 }
+
+#[test]
+fn a_process_step_runs_python_and_later_steps_consume_its_output() {
+    let python = std::env::var("NIMBUS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let n = Nimbus::start(&Backend::Sqlite);
+    let dir = n.data_dir().join("proc");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(example().join("data/train.csv"), dir.join("data/train.csv")).unwrap();
+    std::fs::write(
+        dir.join("prep.py"),
+        r#"import csv, os, sys
+min_age = float(os.environ["MIN_AGE"])
+with open(os.environ["NIMBUS_INPUT_DATA"], newline="") as f:
+    rows = list(csv.DictReader(f))
+os.makedirs("out", exist_ok=True)
+with open("out/clean.csv", "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=["Survived", "Pclass", "Sex", "Age", "Fare", "IsChild"])
+    w.writeheader()
+    for r in rows:
+        age = r["Age"]
+        w.writerow({"Survived": r["Survived"], "Pclass": r["Pclass"], "Sex": r["Sex"], "Age": age, "Fare": r["Fare"],
+                    "IsChild": "" if age == "" else int(float(age) < 16)})
+print(f"prepared {len(rows)} rows with min_age={min_age}")
+print("a warning on stderr", file=sys.stderr)
+"#,
+    )
+    .unwrap();
+    let toml = format!(
+        r#"[project]
+name = "proc"
+
+[[uploads]]
+file = "data/train.csv"
+to = "s3://proc/train.csv"
+
+[[uploads]]
+file = "prep.py"
+to = "s3://proc/code/prep.py"
+
+[pipelines.proc]
+model_group = "proc"
+
+[pipelines.proc.parameters]
+min_age = {{ type = "float", default = 1.5 }}
+
+[pipelines.proc.steps.prep]
+kind = "process"
+command = ["{python}", "inputs/script"]
+inputs = {{ script = "s3://proc/code/prep.py", data = "s3://proc/train.csv" }}
+outputs = {{ clean = "out/clean.csv" }}
+
+[pipelines.proc.steps.train]
+kind = "train"
+data = "${{steps.prep.clean}}"
+target = "Survived"
+feature_columns = "Pclass,Sex,Age,Fare,IsChild"
+categorical_columns = "Sex"
+num_round = 20
+
+[pipelines.proc.steps.predict]
+kind = "transform"
+model = "${{steps.train.model}}"
+data = "${{steps.prep.clean}}"
+
+[pipelines.proc.steps.register]
+kind = "register"
+model = "${{steps.train.model}}"
+after = ["predict"]
+
+[pipelines.broken]
+model_group = "proc"
+
+[pipelines.broken.steps.fail]
+kind = "process"
+command = "echo about to fail; exit 3"
+
+[pipelines.slow]
+model_group = "proc"
+
+[pipelines.slow.steps.sleep]
+kind = "process"
+command = "sleep 5"
+timeout_seconds = 0.5
+"#
+    );
+    std::fs::write(dir.join("nimbus.toml"), toml).unwrap();
+    n.ok(&["apply", dir.to_str().unwrap()]);
+    let out = n.ok(&["pipelines", "run", "proc", "--wait"]);
+    assert!(out.contains("registered proc version 1"), "{out}");
+    let e = n.json(&["pipelines", "describe", "proc-1"]);
+    let prep = &e["steps"][0];
+    assert_eq!(prep["name"], "prep");
+    let log = prep["log"].as_str().unwrap();
+    assert!(log.contains("prepared 891 rows with min_age=1.5"), "{log}");
+    assert!(log.contains("stderr: a warning on stderr"), "{log}");
+    let clean = prep["outputs"]["clean"].as_str().unwrap();
+    assert!(clean.starts_with("s3://nimbus-pipelines/proc/proc-1/prep/out/clean.csv"), "{clean}");
+    let v = n.json(&["models", "describe", "proc/1"]);
+    let fields: Vec<&str> =
+        v["input_schema"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["Pclass", "Sex", "Age", "Fare", "IsChild"]);
+    assert_eq!(v["lineage"]["datasets"][0]["uri"], clean);
+    let predictions =
+        e["steps"].as_array().unwrap().iter().find(|s| s["name"] == "predict").unwrap()["outputs"]["predictions"]
+            .clone();
+    let file = n.data_dir().join("pred.csv");
+    n.ok(&["store", "cp", predictions.as_str().unwrap(), file.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.lines().next().unwrap().ends_with(",predicted_Survived,probability"),
+        "{}",
+        text.lines().next().unwrap()
+    );
+    assert_eq!(text.lines().count(), 892);
+
+    let (code, _, err) = n.cli(&["pipelines", "run", "broken", "--wait"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exited with exit status: 3") && err.contains("about to fail"), "{err}");
+    let (code, _, err) = n.cli(&["pipelines", "run", "slow", "--wait"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ran longer than timeout_seconds = 0.5"), "{err}");
+}
