@@ -25,7 +25,8 @@ fn python_xgboost_reads_our_trees_and_matches_our_auc() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/titanic/data/train.csv");
     let table = Table::from_csv(&std::fs::read(path).unwrap(), "train.csv").unwrap();
     let (train_t, test_t) = table.split(0.2, 42);
-    let features: Vec<String> = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"].iter().map(|s| s.to_string()).collect();
+    let features: Vec<String> =
+        ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"].iter().map(|s| s.to_string()).collect();
     let pre = Preprocessor::fit(&train_t, &features, &["Sex".into(), "Embarked".into()]).unwrap();
     let x = pre.transform_table(&train_t).unwrap();
     let y = train::labels(&train_t, "Survived", "binary:logistic").unwrap();
@@ -42,10 +43,13 @@ fn python_xgboost_reads_our_trees_and_matches_our_auc() {
     let margins = model.predict_margin_rows(&x_test, hessboost::prelude::Iterations::Best).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let bundle = Bundle::new(&model, &pre, "binary:logistic", "Survived", y.classes.clone(), BTreeMap::new(), BTreeMap::new()).unwrap();
+    let bundle =
+        Bundle::new(&model, &pre, "binary:logistic", "Survived", y.classes.clone(), BTreeMap::new(), BTreeMap::new())
+            .unwrap();
     let model_path = dir.path().join("model.json");
     std::fs::write(&model_path, serde_json::to_vec(&bundle.model.booster).unwrap()).unwrap();
-    let types: Vec<&str> = pre.feature_types().iter().map(|t| if *t == FeatureType::Categorical { "c" } else { "q" }).collect();
+    let types: Vec<&str> =
+        pre.feature_types().iter().map(|t| if *t == FeatureType::Categorical { "c" } else { "q" }).collect();
     let input = json!({
         "model": model_path, "feature_types": types, "test_x": rows(&x_test, pre.width()),
         "train_x": rows(&x, pre.width()), "train_y": y.values, "params": params, "num_round": 100,
@@ -58,7 +62,13 @@ fn python_xgboost_reads_our_trees_and_matches_our_auc() {
     let out: Value = serde_json::from_slice(&std::fs::read(&outp).unwrap()).unwrap();
 
     let max_diff = |theirs: &Value, mine: &[f32]| {
-        theirs.as_array().unwrap().iter().zip(mine).map(|(t, m)| (t.as_f64().unwrap() - *m as f64).abs()).fold(0.0, f64::max)
+        theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(mine)
+            .map(|(t, m)| (t.as_f64().unwrap() - *m as f64).abs())
+            .fold(0.0, f64::max)
     };
     let dp = max_diff(&out["prob"], &ours);
     let dm = max_diff(&out["margin"], margins.as_slice());

@@ -214,6 +214,6 @@ async fn follow(client: &Client, id: &str, print: bool) -> Result<Value, CliErro
             }
             return Ok(e);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
