@@ -312,7 +312,7 @@ impl Store {
         // Prefix match by range, not LIKE, so '%' and '_' in keys mean themselves.
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM objects WHERE bucket = $1 AND object_key > $2 AND object_key >= $3 \
-             AND substr(object_key, 1, $4) = $3 ORDER BY object_key LIMIT $5"
+             AND substr(object_key, 1, CAST($4 AS INTEGER)) = $3 ORDER BY object_key LIMIT $5"
         ))
         .bind(bucket)
         .bind(start_after)
