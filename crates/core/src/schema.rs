@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The `format` marker of native model bundles (written by the ml layer, read by the registry).
+pub const BUNDLE_FORMAT: &str = "nimbus-model";
+/// The highest native bundle format version this binary writes and reads.
+pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+
 /// A schema that breaks a rule, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {reason}")]

@@ -22,10 +22,7 @@ use crate::MlError;
 use crate::preprocess::Preprocessor;
 use crate::train::Task;
 
-/// The `format` marker of native bundles.
-pub const FORMAT: &str = "nimbus-model";
-/// The format version this code writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub use nimbus_core::schema::{BUNDLE_FORMAT as FORMAT, BUNDLE_FORMAT_VERSION as FORMAT_VERSION};
 
 /// A native bundle.
 #[derive(Clone, Debug, Serialize, Deserialize)]

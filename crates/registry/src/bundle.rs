@@ -10,10 +10,7 @@ use serde::Deserialize;
 
 use crate::{RegistryError, Schema};
 
-/// The `format` marker of native bundles.
-pub const BUNDLE_FORMAT: &str = "nimbus-model";
-/// The highest bundle format version this binary reads.
-pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+pub use nimbus_core::schema::{BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION};
 
 /// The manifest fields of a native bundle.
 #[derive(Clone, Debug, Deserialize)]
