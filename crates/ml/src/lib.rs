@@ -1,6 +1,7 @@
 //! The ml core: what turns a CSV file into a model bundle, and a bundle into predictions.
 //!
 //! - [`table`]: CSV (RFC 4180) into typed columns; empty fields are missing.
+//! - [`parquet`]: the same tables from and to Parquet files.
 //! - [`preprocess`]: feature selection and categorical encoding, fitted on training data and
 //!   saved inside the bundle, so a request with raw fields is transformed exactly as in
 //!   training.
@@ -12,6 +13,7 @@
 
 pub mod bundle;
 pub mod metrics;
+pub mod parquet;
 pub mod plots;
 pub mod predict;
 pub mod preprocess;
@@ -24,6 +26,9 @@ pub enum MlError {
     /// The CSV text is malformed.
     #[error("{source_name}: malformed CSV at line {line}: {reason}")]
     Csv { source_name: String, line: u64, reason: String },
+    /// The Parquet file could not be read.
+    #[error("{source_name}: unreadable Parquet file: {reason}")]
+    Parquet { source_name: String, reason: String },
     /// The data has no rows or no columns.
     #[error("{0}: the file has no data rows; a header line and at least one row are needed")]
     Empty(String),

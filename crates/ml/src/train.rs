@@ -150,6 +150,17 @@ impl TrainSpec {
 
 /// Trains a booster on an encoded matrix.
 pub fn fit(x: &[f32], pre: &Preprocessor, labels: &Labels, spec: &TrainSpec) -> Result<BoostedModel, MlError> {
+    fit_observed(x, pre, labels, spec, |_| {})
+}
+
+/// [`fit`], calling `on_round` with the number of rounds done after each boosting round.
+pub fn fit_observed(
+    x: &[f32],
+    pre: &Preprocessor,
+    labels: &Labels,
+    spec: &TrainSpec,
+    mut on_round: impl FnMut(usize) + Send,
+) -> Result<BoostedModel, MlError> {
     if spec.num_round == 0 {
         return Err(MlError::Param { name: "num_round".into(), reason: "must be at least 1".into() });
     }
@@ -174,7 +185,13 @@ pub fn fit(x: &[f32], pre: &Preprocessor, labels: &Labels, spec: &TrainSpec) -> 
     let dtrain = DMatrix::from_dense(x, rows, pre.width())?
         .with_labels(&labels.values)?
         .with_feature_types(&pre.feature_types())?;
-    Ok(train(&params, &dtrain, spec.num_round)?)
+    let result = Trainer::new(&params, &dtrain, spec.num_round)
+        .on_round(|round| {
+            on_round(round.iteration() + 1);
+            std::ops::ControlFlow::Continue(())
+        })
+        .train()?;
+    Ok(result.model)
 }
 
 /// Predictions of a booster on an encoded matrix: one value per row (binary, regression) or

@@ -123,3 +123,22 @@ fn bad_parameters_are_named() {
     let e = train::labels(&train_t, "Survived", "rank:pairwise").unwrap_err().to_string();
     assert!(e.contains("objective"), "{e}");
 }
+
+#[test]
+fn the_same_data_as_parquet_trains_the_same_model_and_rounds_are_reported() {
+    let csv = data();
+    let parquet = Table::from_bytes(&csv.to_parquet().unwrap(), "train.parquet").unwrap();
+    assert_eq!(parquet.to_csv(), csv.to_csv(), "the Parquet table holds the same values");
+    let features: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
+    let fit = |table: &Table, rounds: &mut Vec<usize>| {
+        let (train_t, _) = table.split(0.2, 42);
+        let pre = Preprocessor::fit(&train_t, &features, &["Sex".into(), "Embarked".into()]).unwrap();
+        let x = pre.transform_table(&train_t).unwrap();
+        let labels = train::labels(&train_t, "Survived", "binary:logistic").unwrap();
+        let model = train::fit_observed(&x, &pre, &labels, &spec(), |n| rounds.push(n)).unwrap();
+        train::predict(&model, &x).unwrap()
+    };
+    let (mut from_csv, mut from_parquet) = (Vec::new(), Vec::new());
+    assert_eq!(fit(&csv, &mut from_csv), fit(&parquet, &mut from_parquet));
+    assert_eq!(from_csv, (1..=100).collect::<Vec<_>>(), "one report per boosting round, in order");
+}

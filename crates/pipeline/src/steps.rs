@@ -6,6 +6,9 @@
 //! scoring) runs on the blocking pool so the server keeps answering.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_ml::bundle::Bundle;
@@ -102,6 +105,9 @@ pub(crate) async fn save(ctx: &Context<'_>, name: &str, bytes: Vec<u8>, content_
     Ok(info.uri())
 }
 
+/// How often a running training reports its boosting round.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
 async fn progress(ctx: &Context<'_>, log: &Log, line: &str) {
     let _ = db::step_progress(&ctx.p.db, &ctx.execution.id, ctx.step, line, &log.text()).await;
 }
@@ -132,7 +138,7 @@ async fn train_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Resu
     let (bytes, data_sha) = load(ctx.p, &data_uri).await?;
     log.line(format!("loaded {data_uri} ({} bytes, sha256 {})", bytes.len(), &data_sha[..12]));
     progress(ctx, &log, "loading data").await;
-    let table = Table::from_csv(&bytes, &data_uri).map_err(|e| e.to_string())?;
+    let table = Table::from_bytes(&bytes, &data_uri).map_err(|e| e.to_string())?;
     let (train_t, holdout) = table.split(test_fraction, seed);
     log.line(format!(
         "{} rows: {} for training, {} held out (test_fraction {test_fraction}, seed {seed})",
@@ -140,28 +146,48 @@ async fn train_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Resu
         train_t.rows(),
         holdout.rows()
     ));
-    let line = format!(
-        "training: {} rows x {} features, {num_round} rounds, objective {objective}",
-        train_t.rows(),
-        features.len()
-    );
+    let train_rows = train_t.rows();
+    let line =
+        format!("training: {train_rows} rows x {} features, {num_round} rounds, objective {objective}", features.len());
     progress(ctx, &log, &line).await;
 
     let (target2, spec2) = (target.clone(), spec.clone());
-    let trained = tokio::task::spawn_blocking(move || -> Result<(Bundle, Vec<u8>), String> {
+    let rounds_done = Arc::new(AtomicUsize::new(0));
+    let rounds_seen = rounds_done.clone();
+    let mut training = tokio::task::spawn_blocking(move || -> Result<(Bundle, Vec<u8>), String> {
         let pre = Preprocessor::fit(&train_t, &features, &categorical).map_err(|e| e.to_string())?;
         let x = pre.transform_table(&train_t).map_err(|e| e.to_string())?;
         let labels = train::labels(&train_t, &target2, &spec2.objective()).map_err(|e| e.to_string())?;
-        let model = train::fit(&x, &pre, &labels, &spec2).map_err(|e| e.to_string())?;
+        let model = train::fit_observed(&x, &pre, &labels, &spec2, |n| rounds_seen.store(n, Ordering::Relaxed))
+            .map_err(|e| e.to_string())?;
         let mut parameters = spec2.params.clone();
         parameters.insert("num_round".into(), json!(spec2.num_round));
         let bundle =
             Bundle::new(&model, &pre, &spec2.objective(), &target2, labels.classes, BTreeMap::new(), parameters)
                 .map_err(|e| e.to_string())?;
         Ok((bundle, holdout.to_csv()))
-    })
-    .await
-    .map_err(|e| format!("training stopped: {e}"))??;
+    });
+    // Report the boosting round while training runs, at most a few times a second.
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut reported = 0;
+    let trained = loop {
+        tokio::select! {
+            done = &mut training => break done.map_err(|e| format!("training stopped: {e}"))??,
+            _ = tick.tick() => {
+                let n = rounds_done.load(Ordering::Relaxed);
+                if n != reported {
+                    reported = n;
+                    let line = format!(
+                        "training: round {n}/{num_round}, {} rows, {:.1} s",
+                        train_rows,
+                        started.elapsed().as_secs_f64()
+                    );
+                    progress(ctx, &log, &line).await;
+                }
+            }
+        }
+    };
     let (mut bundle, holdout_csv) = trained;
     bundle.parameters.insert("test_fraction".into(), json!(test_fraction));
     bundle.parameters.insert("split_seed".into(), json!(seed));
@@ -189,7 +215,7 @@ async fn evaluate_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> R
     let report = tokio::task::spawn_blocking(move || -> Result<(Value, Vec<(String, String)>), String> {
         let bundle = Bundle::from_slice(&model_bytes).map_err(|e| e.to_string())?;
         let predictor = Predictor::from_bundle(&bundle).map_err(|e| e.to_string())?;
-        let table = Table::from_csv(&data_bytes, &data_uri).map_err(|e| e.to_string())?;
+        let table = Table::from_bytes(&data_bytes, &data_uri).map_err(|e| e.to_string())?;
         let m = &bundle.model;
         let labels = train::labels_for_model(&table, &m.target, &m.objective, m.classes.as_deref())
             .map_err(|e| e.to_string())?;
@@ -339,7 +365,7 @@ async fn transform_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> 
     let (csv, rows) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, usize), String> {
         let bundle = Bundle::from_slice(&model_bytes).map_err(|e| e.to_string())?;
         let predictor = Predictor::from_bundle(&bundle).map_err(|e| e.to_string())?;
-        let mut table = Table::from_csv(&data_bytes, &uri2).map_err(|e| e.to_string())?;
+        let mut table = Table::from_bytes(&data_bytes, &uri2).map_err(|e| e.to_string())?;
         let x = predictor.preprocessor().transform_table(&table).map_err(|e| e.to_string())?;
         let out = predictor.predict_matrix(&x).map_err(|e| e.to_string())?;
         let m = &bundle.model;

@@ -147,7 +147,13 @@ fn bad_parameters_and_bad_data_get_clear_errors() {
 
 #[test]
 fn kill_9_mid_run_fails_the_execution_and_retry_registers_exactly_once() {
-    let mut n = Nimbus::start(&Backend::Sqlite);
+    for backend in backends() {
+        kill_9_mid_run(&backend);
+    }
+}
+
+fn kill_9_mid_run(backend: &Backend) {
+    let mut n = Nimbus::start(backend);
     n.ok(&["apply", example().to_str().unwrap()]);
     // Enough rounds that the training step is still running when the server dies.
     let started = n.json(&["pipelines", "run", "titanic", "--param", "num_round=4000", "--param", "max_depth=8"]);
@@ -155,7 +161,9 @@ fn kill_9_mid_run_fails_the_execution_and_retry_registers_exactly_once() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let e = n.json(&["pipelines", "describe", &id]);
-        if e["steps"][0]["status"] == "Running" && !e["steps"][0]["progress"].as_str().unwrap_or("").is_empty() {
+        // The live progress reports the boosting round, e.g. "training: round 37/4000, 712 rows, 0.8 s".
+        if e["steps"][0]["status"] == "Running" && e["steps"][0]["progress"].as_str().unwrap_or("").contains("/4000") {
+            assert!(e["steps"][0]["progress"].as_str().unwrap().starts_with("training: round "), "{e}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "training never started: {e}");
@@ -181,6 +189,25 @@ fn kill_9_mid_run_fails_the_execution_and_retry_registers_exactly_once() {
     let (code, _, err) = n.cli(&["pipelines", "run", "--retry", &id]);
     assert_eq!(code, 2);
     assert!(err.contains("only a Failed execution is retried"), "{err}");
+}
+
+#[test]
+fn a_parquet_train_file_trains_the_same_model_as_the_csv() {
+    let n = Nimbus::start(&Backend::Sqlite);
+    let dir = project_copy(&n);
+    let csv = std::fs::read(dir.join("data/train.csv")).unwrap();
+    let parquet = nimbus_ml::table::Table::from_csv(&csv, "train.csv").unwrap().to_parquet().unwrap();
+    std::fs::write(dir.join("data/train.parquet"), parquet).unwrap();
+    let toml = std::fs::read_to_string(dir.join("nimbus.toml")).unwrap()
+        + "\n[[uploads]]\nfile = \"data/train.parquet\"\nto = \"s3://titanic/data/train.parquet\"\n";
+    std::fs::write(dir.join("nimbus.toml"), toml).unwrap();
+    n.ok(&["apply", dir.to_str().unwrap()]);
+    n.ok(&["pipelines", "run", "titanic", "--wait"]);
+    let out = n.ok(&["pipelines", "run", "titanic", "--param", "train_file=s3://titanic/data/train.parquet", "--wait"]);
+    assert!(out.contains("registered titanic version 2"), "{out}");
+    let (v1, v2) = (n.json(&["models", "describe", "titanic/1"]), n.json(&["models", "describe", "titanic/2"]));
+    assert_eq!(v1["metrics"], v2["metrics"], "same rows, same split, same trees");
+    assert_eq!(v2["lineage"]["datasets"][0]["uri"], "s3://titanic/data/train.parquet");
 }
 
 #[test]
