@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod migrate;
+mod specs;
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
+pub use specs::StoredSpec;
 pub use sqlx;
 
 /// Errors of the metadata layer.

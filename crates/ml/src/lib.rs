@@ -17,8 +17,10 @@ pub mod parquet;
 pub mod plots;
 pub mod predict;
 pub mod preprocess;
+pub mod protocols;
 pub mod table;
 pub mod train;
+pub mod xgboost;
 
 /// Errors of the ml core. Each names the column, parameter or field at fault.
 #[derive(Debug, thiserror::Error)]

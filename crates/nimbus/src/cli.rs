@@ -61,6 +61,66 @@ pub enum Command {
     /// Training pipelines: list, run, executions, describe
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
+    /// Functions: list, describe, invoke
+    #[command(subcommand)]
+    Functions(FunctionsCommand),
+    /// APIs of the gateway: list, describe
+    #[command(subcommand)]
+    Apis(ApisCommand),
+    /// Recent log lines of a function (START/END/REPORT) or, with --api, an API's access log
+    Logs {
+        /// Function name (or API name with --api)
+        name: String,
+        /// Read the access log of the API called NAME
+        #[arg(long)]
+        api: bool,
+        /// Only lines newer than this: 30s, 10m, 2h, 1d
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines containing this text
+        #[arg(long)]
+        filter: Option<String>,
+        /// Keep printing new lines until interrupted
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Start an embedded server, apply DIR/nimbus.toml, train and deploy, and show a prediction
+    Up {
+        /// A project directory (or its nimbus.toml)
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FunctionsCommand {
+    /// List functions with their state (warm or cold) and loaded version
+    List,
+    /// A function's settings and state
+    Describe { name: String },
+    /// Invoke a function through the Invoke API and print its answer
+    Invoke {
+        name: String,
+        /// The event: JSON text, or @FILE
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Version or alias ($LATEST)
+        #[arg(long)]
+        qualifier: Option<String>,
+        /// Also print the invocation's log lines
+        #[arg(long)]
+        log: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApisCommand {
+    /// List APIs with their routes and stage URLs
+    List,
+    /// An API's routes, stages and URLs
+    Describe { name: String },
 }
 
 #[derive(Subcommand, Debug)]

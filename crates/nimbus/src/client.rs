@@ -88,26 +88,26 @@ impl Client {
         })
     }
 
-    /// Sends a signed request. `path` is below `/_nimbus/v1` and already encoded.
-    pub async fn send(
+    /// Sends a request signed for `service` to an absolute, encoded `path`; any status is
+    /// returned as is.
+    pub async fn signed(
         &self,
+        service: &str,
         method: &str,
         path: &str,
         query: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
         body: Vec<u8>,
-        content_type: Option<&str>,
-    ) -> Result<Answer, CliError> {
-        let path = format!("/_nimbus/v1{path}");
+    ) -> Result<(reqwest::StatusCode, Answer), CliError> {
         let query: String = query
             .iter()
             .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
             .collect::<Vec<_>>()
             .join("&");
         let mut headers = vec![("host".to_string(), self.host.clone())];
-        if let Some(ct) = content_type {
-            headers.push(("content-type".to_string(), ct.to_string()));
-        }
-        self.signer.sign(method, &path, &query, &mut headers, &body, time::OffsetDateTime::now_utc());
+        headers.extend(extra_headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let signer = Signer { service: service.to_string(), ..self.signer.clone() };
+        signer.sign(method, path, &query, &mut headers, &body, time::OffsetDateTime::now_utc());
         let url =
             if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CliError::Failure(e.to_string()))?;
@@ -121,16 +121,36 @@ impl Client {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| CliError::Failure(format!("reading the answer: {e}")))?.to_vec();
+        Ok((status, Answer { headers, body }))
+    }
+
+    /// Sends a signed admin request. `path` is below `/_nimbus/v1` and already encoded.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<Answer, CliError> {
+        let path = format!("/_nimbus/v1{path}");
+        let ct: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        let (status, answer) = self.signed("nimbus", method, &path, query, &ct, body).await?;
         if status.is_success() {
-            return Ok(Answer { headers, body });
+            return Ok(answer);
         }
-        let err: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let err: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         let message = err["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
         let message = match err["code"].as_str() {
             Some(code) => format!("{message} ({code})"),
             None => message,
         };
         if status.is_client_error() { Err(CliError::Input(message)) } else { Err(CliError::Failure(message)) }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Sends a request and parses the JSON answer (`null` for an empty one).

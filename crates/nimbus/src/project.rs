@@ -20,6 +20,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use nimbus_functions::FunctionSpec;
+use nimbus_gateway::ApiSpec;
 use nimbus_pipeline::PipelineSpec;
 use serde::Deserialize;
 
@@ -47,6 +49,25 @@ pub struct Upload {
     pub to: String,
 }
 
+/// `[up]`: what `nimbus up` does after applying the project.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpSpec {
+    /// A pipeline to run when its model group has no version yet.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Approve the version the pipeline registered (demo projects only; the default is
+    /// manual approval).
+    #[serde(default)]
+    pub auto_approve: bool,
+    /// The API, stage and route path to send the sample request to.
+    pub api: String,
+    pub stage: String,
+    pub path: String,
+    /// A JSON file (relative to the project) holding the sample request body.
+    pub sample: PathBuf,
+}
+
 /// A parsed `nimbus.toml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +78,14 @@ pub struct Project {
     pub uploads: Vec<Upload>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineSpec>,
+    /// `[functions.NAME]`: see nimbus_functions::spec.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionSpec>,
+    /// `[apis.NAME]`: see nimbus_gateway::spec.
+    #[serde(default)]
+    pub apis: BTreeMap<String, ApiSpec>,
+    #[serde(default)]
+    pub up: Option<UpSpec>,
     /// The directory the file is in; relative paths start there.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -72,6 +101,39 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
     project.dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, spec) in &project.pipelines {
         spec.validate(name).map_err(|e| CliError::Input(format!("{}: pipelines.{name}: {e}", file.display())))?;
+    }
+    for (name, spec) in &project.functions {
+        spec.validate(name).map_err(|e| CliError::Input(format!("{}: functions.{name}: {e}", file.display())))?;
+    }
+    for (name, spec) in &project.apis {
+        spec.validate(name).map_err(|e| CliError::Input(format!("{}: apis.{name}: {e}", file.display())))?;
+        for (key, route) in &spec.routes {
+            if !project.functions.contains_key(&route.function) {
+                return Err(CliError::Input(format!(
+                    "{}: apis.{name}.routes.{key:?}: function {:?} is not declared; add [functions.{}]",
+                    file.display(),
+                    route.function,
+                    route.function
+                )));
+            }
+        }
+    }
+    if let Some(up) = &project.up {
+        if let Some(p) = up.pipeline.as_ref().filter(|p| !project.pipelines.contains_key(*p)) {
+            return Err(CliError::Input(format!("{}: up.pipeline: pipeline {p:?} is not declared", file.display())));
+        }
+        let api = project
+            .apis
+            .get(&up.api)
+            .ok_or_else(|| CliError::Input(format!("{}: up.api: API {:?} is not declared", file.display(), up.api)))?;
+        if !api.stages.contains_key(&up.stage) {
+            return Err(CliError::Input(format!(
+                "{}: up.stage: API {} has no stage {:?}",
+                file.display(),
+                up.api,
+                up.stage
+            )));
+        }
     }
     for u in &project.uploads {
         if !u.to.starts_with("s3://") || u.to.trim_end_matches('/').matches('/').count() < 3 {

@@ -132,3 +132,27 @@ pub async fn not_found(uri: Uri) -> ApiError {
         message: format!("no route for {}; the admin API is documented in docs/openapi.json", uri.path()),
     }
 }
+
+impl From<nimbus_functions::FunctionsError> for ApiError {
+    fn from(e: nimbus_functions::FunctionsError) -> ApiError {
+        use nimbus_functions::FunctionsError as F;
+        let (status, code) = match &e {
+            F::Invalid { .. } => (StatusCode::BAD_REQUEST, "ValidationError"),
+            F::NotFound(_) => (StatusCode::NOT_FOUND, "FunctionNotFound"),
+            F::Meta(_) => return internal(e),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
+impl From<nimbus_gateway::GatewayError> for ApiError {
+    fn from(e: nimbus_gateway::GatewayError) -> ApiError {
+        use nimbus_gateway::GatewayError as G;
+        let (status, code) = match &e {
+            G::Invalid { .. } => (StatusCode::BAD_REQUEST, "ValidationError"),
+            G::NotFound(_) => (StatusCode::NOT_FOUND, "ApiNotFound"),
+            G::Meta(_) => return internal(e),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}

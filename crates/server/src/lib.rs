@@ -9,6 +9,7 @@ pub mod admin;
 mod auth;
 mod config;
 pub mod error;
+mod invoke;
 mod state;
 
 pub use config::ServerConfig;
@@ -49,6 +50,10 @@ pub enum ServeError {
     Store(#[from] nimbus_store::StoreError),
     #[error(transparent)]
     Pipeline(#[from] nimbus_pipeline::PipelineError),
+    #[error(transparent)]
+    Functions(#[from] nimbus_functions::FunctionsError),
+    #[error(transparent)]
+    Gateway(#[from] nimbus_gateway::GatewayError),
     #[error("server: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -103,7 +108,20 @@ impl Server {
                 },
             )?;
         }
-        let state = AppState { iam, store, registry, pipelines, partition, db, max_body: cfg.max_body_bytes };
+        let functions =
+            nimbus_functions::Functions::open(db.clone(), store.clone(), registry.clone(), partition.clone()).await?;
+        let gateway = nimbus_gateway::Gateway::open(db.clone(), functions.clone()).await?;
+        let state = AppState {
+            iam,
+            store,
+            registry,
+            pipelines,
+            functions,
+            gateway,
+            partition,
+            db,
+            max_body: cfg.max_body_bytes,
+        };
         Ok(Server { state, addr, listener, new_admin_key })
     }
 
@@ -115,20 +133,32 @@ impl Server {
     /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the
     /// database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let app = app(self.state.clone());
+        let app = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
         self.state.db.close().await;
         Ok(())
     }
 }
 
-/// The router of every listener path.
+/// The router of every listener path: the reserved prefixes, then the gateway for the rest.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/_nimbus/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .nest("/_nimbus/v1", admin::router(state.clone()))
-        .fallback(error::not_found)
+        .route("/_nimbus/{*rest}", axum::routing::any(error::not_found))
+        .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke::invoke))
+        .route("/metrics", axum::routing::get(invoke::metrics))
+        .fallback(gateway)
         .with_state(state)
+}
+
+/// Everything outside the reserved prefixes goes to the API gateway.
+async fn gateway(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+    state.gateway.handle(req, peer).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

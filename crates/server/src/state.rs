@@ -1,6 +1,8 @@
 //! The shared state every handler sees.
 
 use nimbus_core::arn::Partition;
+use nimbus_functions::Functions;
+use nimbus_gateway::Gateway;
 use nimbus_iam::Iam;
 use nimbus_meta::Db;
 use nimbus_pipeline::Pipelines;
@@ -14,6 +16,8 @@ pub struct AppState {
     pub store: Store,
     pub registry: Registry,
     pub pipelines: Pipelines,
+    pub functions: Functions,
+    pub gateway: Gateway,
     pub partition: Partition,
     pub db: Db,
     /// Largest accepted request body, bytes.

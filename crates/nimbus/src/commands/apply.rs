@@ -100,5 +100,45 @@ pub async fn apply(
         let order = spec.validate(name).map_err(|e| CliError::Input(format!("pipelines.{name}: {e}")))?;
         say(format!("pipeline {name}: {what} (steps: {}; registers into {group})", order.join(" -> ")));
     }
+    for (name, spec) in &project.functions {
+        let what =
+            put_spec(client, "functions", name, serde_json::to_value(spec).expect("specs serialise"), dry_run).await?;
+        let group = spec.model_group.as_deref().unwrap_or_default();
+        say(format!("function {name}: {what} (serves model group {group}, {})", spec.selector));
+    }
+    for (name, spec) in &project.apis {
+        let what =
+            put_spec(client, "apis", name, serde_json::to_value(spec).expect("specs serialise"), dry_run).await?;
+        let routes: Vec<&str> = spec.routes.keys().map(String::as_str).collect();
+        let stages: Vec<String> = spec.stages.keys().map(|s| format!("/{name}/{s}")).collect();
+        say(format!("api      {name}: {what} (routes: {}; stages: {})", routes.join(", "), stages.join(", ")));
+    }
     Ok(())
+}
+
+/// Creates or replaces a stored function or API (`kind` is its admin path), saying what
+/// changed: `create`, `update` or `unchanged`.
+async fn put_spec(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    spec: serde_json::Value,
+    dry_run: bool,
+) -> Result<String, CliError> {
+    let path = format!("/{kind}/{}", encode_segment(name));
+    let current = match client.json("GET", &path, &[], None).await {
+        Ok(v) => Some(v["spec"].clone()),
+        Err(CliError::Input(m)) if m.contains("NotFound") => None,
+        Err(e) => return Err(e),
+    };
+    let what = match &current {
+        Some(c) if *c == spec => return Ok("unchanged".into()),
+        Some(_) => "update",
+        None => "create",
+    };
+    if dry_run {
+        return Ok(format!("would {what}"));
+    }
+    client.json("PUT", &path, &[], Some(spec)).await?;
+    Ok(what.to_string())
 }

@@ -4,7 +4,9 @@ mod apply;
 mod models;
 mod pipelines;
 mod serve;
+mod serving;
 mod store;
+mod up;
 
 use crate::CliError;
 use crate::cli::{Cli, Command};
@@ -27,5 +29,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Models(cmd) => models::run(&cli.global, cmd).await,
         Command::Apply { path, dry_run } => apply::run(&cli.global, &path, dry_run).await,
         Command::Pipelines(cmd) => pipelines::run(&cli.global, cmd).await,
+        Command::Functions(cmd) => serving::functions(&cli.global, cmd).await,
+        Command::Apis(cmd) => serving::apis(&cli.global, cmd).await,
+        Command::Logs { name, api, since, filter, follow } => {
+            serving::logs(&cli.global, &name, api, since, filter, follow).await
+        }
+        Command::Up { path, serve } => up::run(&cli.global, &path, serve).await,
     }
 }

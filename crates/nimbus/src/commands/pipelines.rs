@@ -169,7 +169,7 @@ fn step_summary(s: &Value) -> String {
 }
 
 /// Polls an execution until it ends, printing each step as it starts and ends.
-async fn follow(client: &Client, id: &str, print: bool) -> Result<Value, CliError> {
+pub(crate) async fn follow(client: &Client, id: &str, print: bool) -> Result<Value, CliError> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut first = true;
     loop {

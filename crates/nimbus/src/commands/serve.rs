@@ -6,6 +6,15 @@ use crate::CliError;
 use crate::cli::{Global, ServeArgs};
 
 pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
+    let server = start(g, args).await?;
+    server.run(nimbus_server::shutdown_signal()).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    println!("nimbus stopped");
+    Ok(())
+}
+
+/// Starts the server (listening, not yet serving) and prints where, and the admin key on the
+/// first start.
+pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
     init_logging();
     let cfg = ServerConfig {
         data_dir: g.data_dir.clone(),
@@ -38,9 +47,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
         println!("  aws_access_key_id     = {}", k.access_key_id);
         println!("  aws_secret_access_key = {}", k.secret_access_key);
     }
-    server.run(nimbus_server::shutdown_signal()).await.map_err(|e| CliError::Failure(e.to_string()))?;
-    println!("nimbus stopped");
-    Ok(())
+    Ok(server)
 }
 
 fn init_logging() {

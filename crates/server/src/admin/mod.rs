@@ -5,6 +5,7 @@
 mod buckets;
 mod models;
 mod pipelines;
+mod serving;
 mod wire;
 
 use axum::Router;
@@ -47,6 +48,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/pipelines/{pipeline}/executions"),
     ("GET", "/executions/{execution}"),
     ("POST", "/executions/{execution}/retry"),
+    ("GET", "/functions"),
+    ("GET", "/functions/{function}"),
+    ("PUT", "/functions/{function}"),
+    ("DELETE", "/functions/{function}"),
+    ("GET", "/functions/{function}/logs"),
+    ("GET", "/apis"),
+    ("GET", "/apis/{api}"),
+    ("PUT", "/apis/{api}"),
+    ("DELETE", "/apis/{api}"),
+    ("GET", "/apis/{api}/logs"),
 ];
 
 /// The admin router, every route behind the signature check.
@@ -74,6 +85,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/pipelines/{pipeline}/executions", get(pipelines::executions).post(pipelines::start))
         .route("/executions/{execution}", get(pipelines::execution))
         .route("/executions/{execution}/retry", axum::routing::post(pipelines::retry))
+        .route("/functions", get(serving::list_functions))
+        .route(
+            "/functions/{function}",
+            get(serving::describe_function).put(serving::put_function).delete(serving::delete_function),
+        )
+        .route("/functions/{function}/logs", get(serving::function_logs))
+        .route("/apis", get(serving::list_apis))
+        .route("/apis/{api}", get(serving::describe_api).put(serving::put_api).delete(serving::delete_api))
+        .route("/apis/{api}/logs", get(serving::api_logs))
+        .fallback(crate::error::not_found)
         .fallback(crate::error::not_found)
         .layer(middleware::from_fn_with_state(state, require_signature))
 }

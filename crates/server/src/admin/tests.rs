@@ -47,7 +47,9 @@ async fn every_listed_route_is_served_and_nothing_else_is() {
             .replace("{version}", "1")
             .replace("{alias}", "prod")
             .replace("{pipeline}", "p")
-            .replace("{execution}", "p-1");
+            .replace("{execution}", "p-1")
+            .replace("{function}", "f")
+            .replace("{api}", "a");
         let (status, body) = send(method, concrete.clone()).await;
         assert_ne!(status, 405, "{method} {concrete} is listed but not routed");
         assert!(!body.contains("\"NotFound\""), "{method} {concrete} is listed but not routed: {body}");

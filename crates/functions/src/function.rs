@@ -1,0 +1,291 @@
+//! One model function at run time: the loaded model (or none: scaled to zero), its
+//! concurrency slots, logs and metrics.
+//!
+//! The loaded model sits behind an atomic pointer. A request takes a reference to whatever is
+//! loaded when it starts and finishes on it, so a swap never disturbs requests in flight and
+//! none waits for a load that is not its own cold start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use nimbus_core::clock;
+use nimbus_ml::predict::Predictor;
+use nimbus_registry::{Registry, RegistryError, Selector};
+use nimbus_store::Store;
+
+use crate::logs::{self, LogBook};
+use crate::metrics::FunctionMetrics;
+use crate::protocol::{self, Answer};
+use crate::spec::FunctionSpec;
+
+/// A model in memory, ready to answer.
+pub struct Loaded {
+    /// The registry version.
+    pub version: i64,
+    pub predictor: Predictor,
+    /// Input field names, in the model's order.
+    pub fields: Vec<String>,
+    /// How long loading took, ms.
+    pub init_ms: f64,
+    /// Size of the model's artifact, MB (rounded up): what the REPORT line shows as used.
+    pub size_mb: u64,
+    pub loaded_ms: i64,
+}
+
+/// Why an invocation did not produce an answer of the model.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// More invocations are running than `max_concurrency` allows.
+    #[error("Rate Exceeded: function {function} is running its maximum of {limit} concurrent invocations")]
+    Throttled { function: String, limit: u32 },
+    /// The invocation ran longer than `timeout_s`.
+    #[error("Task timed out after {0:.2} seconds")]
+    Timeout(f64),
+    /// The model could not be loaded (no version, a damaged artifact, over the memory limit).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl InvokeError {
+    /// The Lambda `errorType` of the error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            InvokeError::Throttled { .. } => "TooManyRequestsException",
+            InvokeError::Timeout(_) => "Sandbox.Timedout",
+            InvokeError::Unavailable(_) => "ModelUnavailable",
+        }
+    }
+}
+
+/// A finished invocation.
+pub struct Invocation {
+    pub request_id: String,
+    pub answer: Answer,
+    /// This invocation's log lines (START … REPORT), for `X-Amz-Log-Type: Tail`.
+    pub log: Vec<String>,
+}
+
+/// A deployed model function.
+pub struct Function {
+    pub name: String,
+    pub spec: FunctionSpec,
+    pub selector: Selector,
+    pub arn: String,
+    pub logs: LogBook,
+    pub metrics: FunctionMetrics,
+    loaded: ArcSwapOption<Loaded>,
+    load_lock: tokio::sync::Mutex<()>,
+    in_flight: AtomicU32,
+    last_used_ms: AtomicI64,
+    store: Store,
+    registry: Registry,
+}
+
+/// Takes a concurrency slot; dropping it gives the slot back.
+struct Slot<'a>(&'a AtomicU32);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Function {
+    /// A function that has loaded nothing yet.
+    pub fn new(
+        name: String,
+        spec: FunctionSpec,
+        selector: Selector,
+        arn: String,
+        store: Store,
+        registry: Registry,
+    ) -> Self {
+        Function {
+            name,
+            spec,
+            selector,
+            arn,
+            logs: LogBook::default(),
+            metrics: FunctionMetrics::default(),
+            loaded: ArcSwapOption::empty(),
+            load_lock: tokio::sync::Mutex::new(()),
+            in_flight: AtomicU32::new(0),
+            last_used_ms: AtomicI64::new(clock::now_ms()),
+            store,
+            registry,
+        }
+    }
+
+    /// The registry group served.
+    pub fn group(&self) -> &str {
+        self.spec.model_group.as_deref().unwrap_or_default()
+    }
+
+    /// What is loaded now, if anything.
+    pub fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded.load_full()
+    }
+
+    /// Invocations running now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, line: String) {
+        tracing::info!(function = %self.name, "{line}");
+        self.logs.push(clock::now_ms(), [line]);
+    }
+
+    /// Resolves the selector and loads that version from the store.
+    async fn load(&self) -> Result<Loaded, InvokeError> {
+        let started = Instant::now();
+        let group = self.group();
+        let version = self.registry.resolve(group, &self.selector).await.map_err(|e| match e {
+            RegistryError::Unresolved { reason, .. } => InvokeError::Unavailable(format!(
+                "function {}: no version of model group {group} matches {} ({reason}); approve one with `nimbus models approve {group} VERSION`",
+                self.name, self.selector
+            )),
+            other => InvokeError::Unavailable(format!("function {}: {other}", self.name)),
+        })?;
+        let (bucket, key) = nimbus_store::parse_uri(&version.artifact_uri)
+            .ok_or_else(|| InvokeError::Unavailable(format!("artifact URI {} is not s3://", version.artifact_uri)))?;
+        let size_mb = (version.artifact_size as u64).div_ceil(1 << 20).max(1);
+        if size_mb > u64::from(self.spec.memory_mb) {
+            return Err(InvokeError::Unavailable(format!(
+                "function {}: model {group} version {} needs about {size_mb} MB, over memory_mb = {}; raise memory_mb",
+                self.name, version.version, self.spec.memory_mb
+            )));
+        }
+        let (_, bytes) = self.store.get(bucket, key).await.map_err(|e| {
+            InvokeError::Unavailable(format!("function {}: loading {}: {e}", self.name, version.artifact_uri))
+        })?;
+        let predictor = tokio::task::spawn_blocking(move || Predictor::from_slice(&bytes))
+            .await
+            .map_err(|e| InvokeError::Unavailable(format!("loading stopped: {e}")))?
+            .map_err(|e| InvokeError::Unavailable(format!("function {}: {e}", self.name)))?;
+        let fields = predictor.preprocessor().features.iter().map(|f| f.name.clone()).collect();
+        Ok(Loaded {
+            version: version.version,
+            predictor,
+            fields,
+            init_ms: started.elapsed().as_secs_f64() * 1e3,
+            size_mb,
+            loaded_ms: clock::now_ms(),
+        })
+    }
+
+    /// The loaded model, loading it first on a cold start (one load at a time; concurrent
+    /// cold requests wait for the same load). Returns the init time when this call loaded.
+    async fn warm(&self) -> Result<(Arc<Loaded>, Option<f64>), InvokeError> {
+        if let Some(l) = self.loaded.load_full() {
+            return Ok((l, None));
+        }
+        let _guard = self.load_lock.lock().await;
+        if let Some(l) = self.loaded.load_full() {
+            return Ok((l, None));
+        }
+        let loaded = Arc::new(self.load().await?);
+        self.log(format!("loaded model {} version {} in {:.2} ms", self.group(), loaded.version, loaded.init_ms));
+        self.loaded.store(Some(loaded.clone()));
+        self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+        let init = loaded.init_ms;
+        Ok((loaded, Some(init)))
+    }
+
+    /// Re-resolves the selector after a registry change and, when it now names another
+    /// version, loads that version and swaps it in. Nothing happens while scaled to zero:
+    /// the next cold start resolves afresh.
+    pub async fn refresh(&self) {
+        let Some(current) = self.loaded.load_full() else { return };
+        let _guard = self.load_lock.lock().await;
+        match self.registry.resolve(self.group(), &self.selector).await {
+            Ok(v) if v.version == current.version => {}
+            Ok(_) => match self.load().await {
+                Ok(next) => {
+                    self.log(format!(
+                        "swapped model {} version {} -> {} (loaded in {:.2} ms)",
+                        self.group(),
+                        current.version,
+                        next.version,
+                        next.init_ms
+                    ));
+                    self.loaded.store(Some(Arc::new(next)));
+                }
+                Err(e) => self.log(format!("kept version {}: the new version did not load: {e}", current.version)),
+            },
+            Err(RegistryError::Unresolved { .. } | RegistryError::GroupNotFound(_)) => {
+                self.loaded.store(None);
+                self.log(format!(
+                    "unloaded model {} version {}: the selector {} matches no version now",
+                    self.group(),
+                    current.version,
+                    self.selector
+                ));
+            }
+            Err(e) => self.log(format!("kept version {}: registry lookup failed: {e}", current.version)),
+        }
+    }
+
+    /// Drops the loaded model when idle for `idle_s` (0: never) with nothing in flight.
+    pub fn unload_if_idle(&self, now_ms: i64) -> bool {
+        let idle_ms = self.spec.idle_s as i64 * 1000;
+        if self.spec.idle_s == 0 || self.in_flight() > 0 || self.loaded.load().is_none() {
+            return false;
+        }
+        if now_ms - self.last_used_ms.load(Ordering::Relaxed) < idle_ms {
+            return false;
+        }
+        self.loaded.store(None);
+        self.log(format!("unloaded after {} s idle (scaled to zero)", self.spec.idle_s));
+        true
+    }
+
+    /// Answers a prediction request body, with START/END/REPORT logging, the concurrency
+    /// limit and the timeout.
+    pub async fn invoke(&self, content_type: Option<&str>, body: &[u8]) -> Result<Invocation, InvokeError> {
+        self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.spec.max_concurrency {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+            return Err(InvokeError::Throttled { function: self.name.clone(), limit: self.spec.max_concurrency });
+        }
+        let _slot = Slot(&self.in_flight);
+        self.last_used_ms.store(clock::now_ms(), Ordering::Relaxed);
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
+        let timeout = Duration::from_secs_f64(self.spec.timeout_s);
+        let work = async {
+            let (loaded, init) = self.warm().await?;
+            let answer = if body.len() > protocol::INLINE_BODY_BYTES {
+                let (ct, body, l) = (content_type.map(str::to_string), body.to_vec(), loaded.clone());
+                tokio::task::spawn_blocking(move || protocol::answer(&l, ct.as_deref(), &body))
+                    .await
+                    .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
+            } else {
+                protocol::answer(&loaded, content_type, body)
+            };
+            Ok::<_, InvokeError>((answer, init, loaded.size_mb))
+        };
+        let result =
+            tokio::time::timeout(timeout, work).await.unwrap_or(Err(InvokeError::Timeout(self.spec.timeout_s)));
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let (init, used) = match &result {
+            Ok((_, init, used)) => (*init, *used),
+            Err(_) => (None, self.loaded.load().as_ref().map(|l| l.size_mb).unwrap_or(0)),
+        };
+        let duration_ms = total_ms - init.unwrap_or(0.0);
+        self.metrics.duration.observe(duration_ms / 1e3);
+        let mut lines = vec![logs::start_line(&request_id, "$LATEST")];
+        if let Err(e) = &result {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            lines.push(format!("{} {request_id} ERROR {}: {e}", clock::rfc3339(clock::now_ms()), e.error_type()));
+        }
+        lines.push(logs::end_line(&request_id));
+        lines.push(logs::report_line(&request_id, duration_ms, self.spec.memory_mb, used, init));
+        self.logs.push(clock::now_ms(), lines.iter().cloned());
+        let (answer, _, _) = result?;
+        Ok(Invocation { request_id, answer, log: lines })
+    }
+}

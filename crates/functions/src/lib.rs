@@ -1,0 +1,260 @@
+//! Functions: model functions that serve a registry selector in-process.
+//!
+//! - [`spec`]: the declaration (`[functions.NAME]` in `nimbus.toml`) and its validation.
+//! - [`function`]: one function at run time — lazy load (the cold start), atomic hot swap on
+//!   registry changes, idle unload (scale to zero), concurrency limit, timeout.
+//! - [`protocol`]: prediction request bodies in, `{"predictions": …}` out.
+//! - [`lambda`]: Invoke API payloads and proxy responses.
+//! - [`logs`], [`metrics`]: START/END/REPORT lines and Prometheus counters.
+//!
+//! [`Functions`] holds the deployed set. Declarations are stored in the metadata database
+//! (`specs`, kind `function`) and compiled into an immutable table that is swapped whole on
+//! every change, so the request path reads it without locks.
+#![forbid(unsafe_code)]
+
+pub mod function;
+pub mod lambda;
+pub mod logs;
+pub mod metrics;
+pub mod protocol;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use nimbus_core::arn::Partition;
+use nimbus_core::clock;
+use nimbus_meta::Db;
+use nimbus_registry::Registry;
+use nimbus_store::Store;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast::error::RecvError;
+
+pub use function::{Function, Invocation, InvokeError, Loaded};
+pub use protocol::Answer;
+pub use spec::{FunctionKind, FunctionSpec};
+
+/// The metadata kind of stored function declarations.
+const KIND: &str = "function";
+
+/// How often idle functions are checked for unloading.
+const REAP_EVERY: Duration = Duration::from_millis(500);
+
+/// Errors of managing functions.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    /// A declaration is invalid; the message names the field.
+    #[error("function {name}: {reason}")]
+    Invalid { name: String, reason: String },
+    /// No such function.
+    #[error("function {0:?} does not exist")]
+    NotFound(String),
+    #[error(transparent)]
+    Meta(#[from] nimbus_meta::MetaError),
+}
+
+struct Inner {
+    db: Db,
+    store: Store,
+    registry: Registry,
+    partition: Partition,
+    table: ArcSwap<HashMap<String, Arc<Function>>>,
+}
+
+/// The deployed functions; cheap to clone.
+#[derive(Clone)]
+pub struct Functions {
+    inner: Arc<Inner>,
+}
+
+impl Functions {
+    /// Loads the stored declarations (nothing is loaded into memory until first use) and
+    /// starts the registry watcher and the idle reaper.
+    pub async fn open(
+        db: Db,
+        store: Store,
+        registry: Registry,
+        partition: Partition,
+    ) -> Result<Functions, FunctionsError> {
+        let inner = Arc::new(Inner { db, store, registry, partition, table: ArcSwap::from_pointee(HashMap::new()) });
+        let functions = Functions { inner };
+        let mut table = HashMap::new();
+        for stored in functions.inner.db.specs(KIND).await? {
+            match serde_json::from_str::<FunctionSpec>(&stored.spec) {
+                Ok(spec) => match functions.build(&stored.name, spec) {
+                    Ok(f) => {
+                        table.insert(stored.name.clone(), Arc::new(f));
+                    }
+                    Err(e) => tracing::error!(function = %stored.name, "stored function is invalid, not deployed: {e}"),
+                },
+                Err(e) => tracing::error!(function = %stored.name, "stored function is damaged, not deployed: {e}"),
+            }
+        }
+        functions.inner.table.store(Arc::new(table));
+        functions.spawn_watcher();
+        functions.spawn_reaper();
+        Ok(functions)
+    }
+
+    fn build(&self, name: &str, spec: FunctionSpec) -> Result<Function, FunctionsError> {
+        let selector =
+            spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
+        let p = &self.inner.partition;
+        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
+        Ok(Function::new(name.to_string(), spec, selector, arn, self.inner.store.clone(), self.inner.registry.clone()))
+    }
+
+    /// Creates or replaces a function. Returns `false` when the stored declaration was already
+    /// this one (the running function is kept, warm).
+    pub async fn put(&self, name: &str, spec: FunctionSpec, actor: &str) -> Result<bool, FunctionsError> {
+        let function = self.build(name, spec.clone())?;
+        if spec.default {
+            if let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name) {
+                return Err(FunctionsError::Invalid {
+                    name: name.to_string(),
+                    reason: format!(
+                        "default: function {} is already the default; only one function can be",
+                        other.name
+                    ),
+                });
+            }
+        }
+        let text = serde_json::to_string(&spec).expect("specs serialise");
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let changed = self.inner.db.put_spec(KIND, name, &text, &digest, clock::now_ms(), actor).await?;
+        if changed || self.get(name).is_none() {
+            let mut table = HashMap::clone(&self.inner.table.load());
+            table.insert(name.to_string(), Arc::new(function));
+            self.inner.table.store(Arc::new(table));
+        }
+        Ok(changed)
+    }
+
+    /// Removes a function.
+    pub async fn delete(&self, name: &str) -> Result<(), FunctionsError> {
+        if !self.inner.db.delete_spec(KIND, name).await? {
+            return Err(FunctionsError::NotFound(name.to_string()));
+        }
+        let mut table = HashMap::clone(&self.inner.table.load());
+        table.remove(name);
+        self.inner.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// The function called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        self.inner.table.load().get(name).cloned()
+    }
+
+    /// Every function, by name.
+    pub fn list(&self) -> Vec<Arc<Function>> {
+        let mut all: Vec<Arc<Function>> = self.inner.table.load().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The function the local-emulator path invokes: the one marked `default`, or the only one.
+    pub fn default_function(&self) -> Option<Arc<Function>> {
+        let table = self.inner.table.load();
+        table
+            .values()
+            .find(|f| f.spec.default)
+            .cloned()
+            .or_else(|| if table.len() == 1 { table.values().next().cloned() } else { None })
+    }
+
+    /// Reloads functions whose selector may now resolve elsewhere after a registry change.
+    fn spawn_watcher(&self) {
+        let mut events = self.inner.registry.subscribe();
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let group = match events.recv().await {
+                    Ok(e) => Some(e.group().to_string()),
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let affected: Vec<Arc<Function>> = inner
+                    .table
+                    .load()
+                    .values()
+                    .filter(|f| group.as_deref().is_none_or(|g| f.group() == g))
+                    .cloned()
+                    .collect();
+                for f in affected {
+                    // Loads run in the background; requests keep using the current model.
+                    tokio::spawn(async move { f.refresh().await });
+                }
+            }
+        });
+    }
+
+    /// Unloads models idle longer than their function's `idle_s`.
+    fn spawn_reaper(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let now = clock::now_ms();
+                for f in inner.table.load().values() {
+                    f.unload_if_idle(now);
+                }
+            }
+        });
+    }
+
+    /// The Prometheus text of every function's counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        use metrics::{family, label};
+        let all = self.list();
+        let counters: [(&str, &str, fn(&Function) -> u64); 4] = [
+            ("nimbus_function_invocations_total", "Invocations, including errors and throttles.", |f| {
+                f.metrics.invocations.load(Ordering::Relaxed)
+            }),
+            ("nimbus_function_errors_total", "Invocations that ended in a function error or timeout.", |f| {
+                f.metrics.errors.load(Ordering::Relaxed)
+            }),
+            ("nimbus_function_throttles_total", "Invocations refused over max_concurrency.", |f| {
+                f.metrics.throttles.load(Ordering::Relaxed)
+            }),
+            ("nimbus_function_cold_starts_total", "Invocations that loaded the model first.", |f| {
+                f.metrics.cold_starts.load(Ordering::Relaxed)
+            }),
+        ];
+        for (name, help, value) in counters {
+            family(out, name, "counter", help);
+            for f in &all {
+                let _ = writeln!(out, "{name}{{function=\"{}\"}} {}", label(&f.name), value(f));
+            }
+        }
+        family(out, "nimbus_function_concurrent_executions", "gauge", "Invocations running now.");
+        for f in &all {
+            let _ = writeln!(
+                out,
+                "nimbus_function_concurrent_executions{{function=\"{}\"}} {}",
+                label(&f.name),
+                f.in_flight()
+            );
+        }
+        family(out, "nimbus_function_loaded_version", "gauge", "The model version in memory; 0 when scaled to zero.");
+        for f in &all {
+            let v = f.loaded().map(|l| l.version).unwrap_or(0);
+            let _ = writeln!(out, "nimbus_function_loaded_version{{function=\"{}\"}} {v}", label(&f.name));
+        }
+        family(out, "nimbus_function_duration_seconds", "histogram", "Invocation duration, excluding the cold start.");
+        for f in &all {
+            f.metrics.duration.render(
+                out,
+                "nimbus_function_duration_seconds",
+                &format!("function=\"{}\"", label(&f.name)),
+            );
+        }
+    }
+}

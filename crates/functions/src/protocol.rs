@@ -1,0 +1,45 @@
+//! A model function's answer to a prediction request body: the request formats of
+//! [`nimbus_ml::protocols`] in, `{"predictions": […]}` out, or 400 with `{"error": …}` naming
+//! the instance and field at fault.
+
+use bytes::Bytes;
+use nimbus_ml::protocols;
+use serde_json::json;
+
+use crate::function::Loaded;
+
+/// Bodies up to this size are answered on the request's own task; larger batches go to the
+/// blocking pool so they do not hold up other requests.
+pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// An HTTP-shaped answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, value: &serde_json::Value) -> Answer {
+        Answer { status, content_type: "application/json", body: Bytes::from(value.to_string()) }
+    }
+
+    /// 400 with `{"error": message}`.
+    pub fn bad_request(message: impl std::fmt::Display) -> Answer {
+        Answer::json(400, &json!({ "error": message.to_string() }))
+    }
+}
+
+/// Predicts a request body with the loaded model.
+pub fn answer(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
+    let request = match protocols::parse_request(content_type, body, &loaded.fields) {
+        Ok(r) => r,
+        Err(e) => return Answer::bad_request(e),
+    };
+    match loaded.predictor.predict_records(&request.records) {
+        Ok(preds) => Answer::json(200, &protocols::render(request.format, &preds, request.return_probabilities)),
+        Err(e) => Answer::bad_request(e),
+    }
+}

@@ -1,0 +1,166 @@
+//! A compiled API: its routes in radix trees (one per method, one for `ANY`), so finding a
+//! route costs time in the path's length, not in the number of routes.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use nimbus_functions::logs::LogBook;
+use nimbus_functions::metrics::label;
+
+use crate::spec::{ApiSpec, RouteKey, parse_route_key};
+
+/// One route of a compiled API.
+#[derive(Debug)]
+pub struct Route {
+    /// The key as declared, e.g. `POST /predict`.
+    pub key: String,
+    /// The function that answers.
+    pub function: String,
+}
+
+/// A matched route with its path parameters.
+#[derive(Debug, PartialEq)]
+pub struct Matched {
+    pub route: usize,
+    pub params: Vec<(String, String)>,
+}
+
+/// An API ready to route.
+#[derive(Debug)]
+pub struct CompiledApi {
+    pub name: String,
+    pub spec: ApiSpec,
+    pub routes: Vec<Route>,
+    by_method: HashMap<String, matchit::Router<usize>>,
+    any: matchit::Router<usize>,
+    default: Option<usize>,
+    /// Access log lines (JSON), newest last.
+    pub access: LogBook,
+    /// Stage names, in declaration order; a stage is referred to by its index.
+    pub stages: Vec<String>,
+    /// Responses by (route, stage index, status).
+    counts: Mutex<HashMap<(usize, usize, u16), u64>>,
+}
+
+impl CompiledApi {
+    /// Compiles a validated declaration; conflicting routes are an error naming both.
+    pub fn compile(name: &str, spec: ApiSpec) -> Result<CompiledApi, String> {
+        spec.validate(name)?;
+        let mut routes = Vec::new();
+        let mut by_method: HashMap<String, matchit::Router<usize>> = HashMap::new();
+        let mut any = matchit::Router::new();
+        let mut default = None;
+        for (key, route) in &spec.routes {
+            let idx = routes.len();
+            routes.push(Route { key: key.clone(), function: route.function.clone() });
+            match parse_route_key(key)? {
+                RouteKey::Default => default = Some(idx),
+                RouteKey::Route { method, pattern } => {
+                    let tree = if method == "ANY" { &mut any } else { by_method.entry(method).or_default() };
+                    tree.insert(pattern, idx)
+                        .map_err(|e| format!("route {key:?} conflicts with another route: {e}"))?;
+                }
+            }
+        }
+        Ok(CompiledApi {
+            name: name.to_string(),
+            stages: spec.stages.keys().cloned().collect(),
+            spec,
+            routes,
+            by_method,
+            any,
+            default,
+            access: LogBook::default(),
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The route for `method` and `path` (the part after the stage): an exact-method route,
+    /// then an `ANY` route, then `$default`.
+    pub fn find(&self, method: &str, path: &str) -> Option<Matched> {
+        let hit = self.by_method.get(method).and_then(|t| t.at(path).ok()).or_else(|| self.any.at(path).ok());
+        match hit {
+            Some(m) => Some(Matched {
+                route: *m.value,
+                params: m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            }),
+            None => self.default.map(|route| Matched { route, params: Vec::new() }),
+        }
+    }
+
+    /// The index of the stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s == name)
+    }
+
+    /// Counts one response.
+    pub fn count(&self, route: usize, stage: usize, status: u16) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((route, stage, status)).or_insert(0) += 1;
+    }
+
+    /// Writes `nimbus_gateway_responses_total` lines of this API.
+    pub fn render_counts(&self, out: &mut String) {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = counts.iter().collect();
+        rows.sort();
+        for ((route, stage, status), n) in rows {
+            let _ = writeln!(
+                out,
+                "nimbus_gateway_responses_total{{api=\"{}\",stage=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                label(&self.name),
+                label(&self.stages[*stage]),
+                label(&self.routes[*route].key)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{RouteSpec, StageSpec};
+
+    fn api(keys: &[&str]) -> Result<CompiledApi, String> {
+        let spec = ApiSpec {
+            description: String::new(),
+            hosts: vec![],
+            routes: keys.iter().map(|k| (k.to_string(), RouteSpec { function: format!("f{}", k.len()) })).collect(),
+            stages: [("prod".to_string(), StageSpec::default())].into(),
+        };
+        CompiledApi::compile("t", spec)
+    }
+
+    #[test]
+    fn methods_parameters_greedy_and_default() {
+        let a = api(&["POST /predict", "GET /items/{id}", "ANY /{proxy+}", "$default"]).unwrap();
+        let key = |m: Option<Matched>| m.map(|m| (a.routes[m.route].key.clone(), m.params));
+        assert_eq!(key(a.find("POST", "/predict")), Some(("POST /predict".into(), vec![])));
+        assert_eq!(key(a.find("GET", "/items/42")), Some(("GET /items/{id}".into(), vec![("id".into(), "42".into())])));
+        assert_eq!(
+            key(a.find("GET", "/predict/x/y")),
+            Some(("ANY /{proxy+}".into(), vec![("proxy".into(), "predict/x/y".into())]))
+        );
+        assert_eq!(key(a.find("GET", "/")), Some(("$default".into(), vec![])));
+        let b = api(&["POST /predict"]).unwrap();
+        assert!(b.find("GET", "/predict").is_none());
+        assert!(b.find("POST", "/predict/").is_none());
+    }
+
+    #[test]
+    fn conflicts_are_named() {
+        let e = api(&["GET /items/{id}", "GET /items/{name}"]).unwrap_err();
+        assert!(e.contains("conflicts"), "{e}");
+    }
+
+    #[test]
+    fn many_routes_route_by_tree() {
+        let keys: Vec<String> = (0..2000).map(|i| format!("GET /r{i}/items/{{id}}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let a = api(&refs).unwrap();
+        let m = a.find("GET", "/r1999/items/7").unwrap();
+        assert_eq!(a.routes[m.route].key, "GET /r1999/items/{id}");
+        assert!(a.find("GET", "/r2000/items/7").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! XGBoost JSON models (being written).

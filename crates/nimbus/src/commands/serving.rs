@@ -1,0 +1,178 @@
+//! `nimbus functions`, `nimbus apis` and `nimbus logs`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::CliError;
+use crate::cli::{ApisCommand, FunctionsCommand, Global, Output};
+use crate::client::{Client, encode_segment};
+use crate::output::{self, cell};
+
+pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError> {
+    let client = Client::new(g)?;
+    match cmd {
+        FunctionsCommand::List => {
+            let v = client.json("GET", "/functions", &[], None).await?;
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    vec![
+                        cell(&f["name"]),
+                        cell(&f["spec"]["model_group"]),
+                        cell(&f["spec"]["selector"]),
+                        cell(&f["state"]),
+                        cell(&f["loaded_version"]),
+                        cell(&f["spec"]["memory_mb"]),
+                        cell(&f["spec"]["timeout_s"]),
+                    ]
+                })
+                .collect();
+            output::print(
+                g.output,
+                &v,
+                &["FUNCTION", "MODEL GROUP", "SELECTOR", "STATE", "VERSION", "MEMORY MB", "TIMEOUT S"],
+                rows,
+            );
+        }
+        FunctionsCommand::Describe { name } => {
+            let v = client.json("GET", &format!("/functions/{}", encode_segment(&name)), &[], None).await?;
+            let rows = [
+                ("name", &v["name"]),
+                ("arn", &v["arn"]),
+                ("model_group", &v["spec"]["model_group"]),
+                ("selector", &v["spec"]["selector"]),
+                ("state", &v["state"]),
+                ("loaded_version", &v["loaded_version"]),
+                ("loaded_at", &v["loaded_at"]),
+                ("init_ms", &v["init_ms"]),
+                ("memory_mb", &v["spec"]["memory_mb"]),
+                ("timeout_s", &v["spec"]["timeout_s"]),
+                ("max_concurrency", &v["spec"]["max_concurrency"]),
+                ("idle_s", &v["spec"]["idle_s"]),
+                ("default", &v["spec"]["default"]),
+            ]
+            .iter()
+            .map(|(k, val)| vec![k.to_string(), cell(val)])
+            .collect();
+            output::print(g.output, &v, &["FIELD", "VALUE"], rows);
+        }
+        FunctionsCommand::Invoke { name, payload, qualifier, log } => {
+            let body = match payload.strip_prefix('@') {
+                Some(file) => std::fs::read(file).map_err(|e| CliError::Input(format!("--payload @{file}: {e}")))?,
+                None => payload.into_bytes(),
+            };
+            serde_json::from_slice::<Value>(&body)
+                .map_err(|e| CliError::Input(format!("--payload is not JSON: {e}")))?;
+            let path = format!("/2015-03-31/functions/{}/invocations", encode_segment(&name));
+            let query: Vec<(&str, &str)> = qualifier.as_deref().map(|q| ("Qualifier", q)).into_iter().collect();
+            let mut headers = vec![("content-type", "application/json")];
+            if log {
+                headers.push(("x-amz-log-type", "Tail"));
+            }
+            let (status, answer) = client.signed("lambda", "POST", &path, &query, &headers, body).await?;
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            if !status.is_success() {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let message = v["message"].as_str().or(v["Message"].as_str()).unwrap_or(&text).to_string();
+                return Err(if status.is_client_error() {
+                    CliError::Input(message)
+                } else {
+                    CliError::Failure(message)
+                });
+            }
+            println!("{text}");
+            if let Some(tail) = answer.headers.get("x-amz-log-result").and_then(|v| v.to_str().ok()) {
+                let lines = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+                eprint!("{}", String::from_utf8_lossy(&lines));
+            }
+            if answer.headers.contains_key("x-amz-function-error") {
+                return Err(CliError::Failure(format!("function {name} failed; see `nimbus logs {name}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn apis(g: &Global, cmd: ApisCommand) -> Result<(), CliError> {
+    let client = Client::new(g)?;
+    let base = client.base().to_string();
+    let urls = |a: &Value| -> String {
+        a["stage_paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{base}{}", cell(p)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match cmd {
+        ApisCommand::List => {
+            let v = client.json("GET", "/apis", &[], None).await?;
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let routes: Vec<String> =
+                        a["spec"]["routes"].as_object().into_iter().flatten().map(|(k, _)| k.clone()).collect();
+                    vec![cell(&a["name"]), routes.join(", "), urls(a)]
+                })
+                .collect();
+            output::print(g.output, &v, &["API", "ROUTES", "STAGE URLS"], rows);
+        }
+        ApisCommand::Describe { name } => {
+            let v = client.json("GET", &format!("/apis/{}", encode_segment(&name)), &[], None).await?;
+            let rows = v["spec"]["routes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, r)| vec![k.clone(), cell(&r["function"]), urls(&v)])
+                .collect();
+            output::print(g.output, &v, &["ROUTE", "FUNCTION", "STAGE URLS"], rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn logs(
+    g: &Global,
+    name: &str,
+    api: bool,
+    since: Option<String>,
+    filter: Option<String>,
+    follow: bool,
+) -> Result<(), CliError> {
+    let client = Client::new(g)?;
+    let path = format!("/{}/{}/logs", if api { "apis" } else { "functions" }, encode_segment(name));
+    let mut since = since.unwrap_or_else(|| "0".into());
+    loop {
+        let mut query = vec![("since", since.as_str())];
+        if let Some(f) = filter.as_deref() {
+            query.push(("filter", f));
+        }
+        let v = client.json("GET", &path, &query, None).await?;
+        let lines = v["lines"].as_array().cloned().unwrap_or_default();
+        if g.output == Output::Json && !follow {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            return Ok(());
+        }
+        for l in &lines {
+            println!("{} {}", cell(&l["time"]), cell(&l["text"]));
+        }
+        if !follow {
+            return Ok(());
+        }
+        // Next poll: strictly after the newest line shown.
+        if let Some(last) = lines.last().and_then(|l| l["time"].as_str()) {
+            let ms = time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64 + 1)
+                .unwrap_or(0);
+            since = ms.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,123 @@
+//! `nimbus up DIR`: the one-command demo. Starts the embedded server, applies the project,
+//! runs its pipeline when the model group has no version yet, approves the result when the
+//! project says `auto_approve = true`, sends the sample request through the gateway, prints
+//! the answer and ready-to-paste `curl` commands, and keeps serving until Ctrl-C.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::CliError;
+use crate::cli::{Global, ServeArgs};
+use crate::client::{Client, encode_segment};
+use crate::commands::{apply, pipelines, serve};
+use crate::output::cell;
+use crate::project::{self, Project, UpSpec};
+
+pub async fn run(g: &Global, path: &Path, args: ServeArgs) -> Result<(), CliError> {
+    let project = project::load(path)?;
+    let server = serve::start(g, args).await?;
+    let endpoint = format!("http://{}", server.addr);
+    let serving = tokio::spawn(server.run(nimbus_server::shutdown_signal()));
+    // The CLI's own client, pointed at this server with the data directory's admin key.
+    let g = Global { endpoint: Some(endpoint.clone()), profile: None, ..g.clone() };
+    let client = Client::new(&g)?;
+    println!();
+    apply::apply(&client, &project, false, &mut |line| println!("{line}")).await?;
+    if let Some(up) = &project.up {
+        walk_through(&client, &project, up, &endpoint).await?;
+    }
+    println!("\nServing on {endpoint}; Ctrl-C stops.");
+    match serving.await {
+        Ok(Ok(())) => {
+            println!("nimbus stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(CliError::Failure(e.to_string())),
+        Err(e) => Err(CliError::Failure(format!("the server stopped: {e}"))),
+    }
+}
+
+async fn walk_through(client: &Client, project: &Project, up: &UpSpec, endpoint: &str) -> Result<(), CliError> {
+    let function = project.apis[&up.api]
+        .routes
+        .values()
+        .next()
+        .map(|r| r.function.clone())
+        .ok_or_else(|| CliError::Input(format!("up.api: API {} has no routes", up.api)))?;
+    let group = project.functions[&function].model_group.clone().unwrap_or_default();
+    let versions = client.json("GET", &format!("/model-groups/{}/versions", encode_segment(&group)), &[], None).await?;
+    let versions = versions.as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        if let Some(pipeline) = &up.pipeline {
+            println!("\nModel group {group} has no version yet: running pipeline {pipeline}");
+            let started = client
+                .json("POST", &format!("/pipelines/{}/executions", encode_segment(pipeline)), &[], Some(json!({})))
+                .await?;
+            let done = pipelines::follow(client, &cell(&started["id"]), true).await?;
+            if done["status"] == "Failed" {
+                return Err(CliError::Failure(format!("pipeline {pipeline} failed: {}", cell(&done["outcome"]))));
+            }
+        }
+    }
+    if up.auto_approve {
+        approve_latest(client, &group).await?;
+    }
+
+    let sample_path = project.dir.join(&up.sample);
+    let sample = std::fs::read(&sample_path)
+        .map_err(|e| CliError::Input(format!("up.sample: cannot read {}: {e}", sample_path.display())))?;
+    let url = format!("{endpoint}/{}/{}{}", up.api, up.stage, up.path);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(sample.clone())
+        .send()
+        .await
+        .map_err(|e| CliError::Failure(format!("sample request to {url}: {e}")))?;
+    let took = started.elapsed().as_secs_f64() * 1e3;
+    let status = resp.status();
+    let answer = resp.text().await.unwrap_or_default();
+    let sample_text = String::from_utf8_lossy(&sample).trim().to_string();
+    println!("\nPOST {url}\n  {sample_text}\n-> {status} in {took:.2} ms (first request: loads the model)\n  {answer}");
+    if !status.is_success() {
+        return Err(CliError::Failure(format!("the sample request was answered {status}: {answer}")));
+    }
+    let compact: Value = serde_json::from_slice(&sample).unwrap_or(Value::Null);
+    let body = serde_json::to_string(&compact).unwrap_or(sample_text);
+    println!("\nTry it:");
+    println!("  curl -s -X POST {url} -H 'content-type: application/json' -d '{body}'");
+    println!(
+        "  curl -s -X POST {endpoint}/2015-03-31/functions/function/invocations -H 'content-type: application/json' -d '{body}'"
+    );
+    println!("  nimbus functions invoke {function} --payload '{body}'");
+    println!("  nimbus logs {function}            # START/END/REPORT lines");
+    println!("  curl -s {endpoint}/metrics");
+    Ok(())
+}
+
+/// Approves the newest version when no version is approved yet.
+async fn approve_latest(client: &Client, group: &str) -> Result<(), CliError> {
+    let versions = client.json("GET", &format!("/model-groups/{}/versions", encode_segment(group)), &[], None).await?;
+    let versions = versions.as_array().cloned().unwrap_or_default();
+    if versions.iter().any(|v| v["status"] == "Approved") {
+        return Ok(());
+    }
+    let Some(newest) =
+        versions.iter().filter(|v| v["status"] == "PendingManualApproval").max_by_key(|v| v["version"].as_i64())
+    else {
+        return Ok(());
+    };
+    let version = cell(&newest["version"]);
+    let body = json!({"status": "Approved", "description": "approved by `nimbus up` (the project sets up.auto_approve = true)"});
+    client
+        .json("PATCH", &format!("/model-groups/{}/versions/{version}", encode_segment(group)), &[], Some(body))
+        .await?;
+    println!(
+        "approved {group} version {version} (up.auto_approve = true in this project; elsewhere approval is manual)"
+    );
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Functions and APIs over the admin API: declare, describe, delete, and read their logs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use nimbus_core::clock::{self, rfc3339};
+use nimbus_functions::logs::LogLine;
+use nimbus_functions::{Function, FunctionSpec};
+use nimbus_gateway::{ApiSpec, CompiledApi};
+use nimbus_iam::Principal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::json_body;
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A function as the API shows it.
+#[derive(Serialize)]
+pub struct FunctionView {
+    pub name: String,
+    pub arn: String,
+    pub spec: FunctionSpec,
+    /// `warm` (a model is loaded) or `cold` (scaled to zero).
+    pub state: &'static str,
+    pub loaded_version: Option<i64>,
+    pub loaded_at: Option<String>,
+    pub init_ms: Option<f64>,
+    pub in_flight: u32,
+}
+
+fn function_view(f: &Function) -> FunctionView {
+    let loaded = f.loaded();
+    FunctionView {
+        name: f.name.clone(),
+        arn: f.arn.clone(),
+        spec: f.spec.clone(),
+        state: if loaded.is_some() { "warm" } else { "cold" },
+        loaded_version: loaded.as_ref().map(|l| l.version),
+        loaded_at: loaded.as_ref().map(|l| rfc3339(l.loaded_ms)),
+        init_ms: loaded.as_ref().map(|l| l.init_ms),
+        in_flight: f.in_flight(),
+    }
+}
+
+pub async fn list_functions(State(s): State<AppState>) -> Json<Vec<FunctionView>> {
+    Json(s.functions.list().iter().map(|f| function_view(f)).collect())
+}
+
+fn function(s: &AppState, name: &str) -> Result<std::sync::Arc<Function>, ApiError> {
+    s.functions.get(name).ok_or_else(|| nimbus_functions::FunctionsError::NotFound(name.to_string()).into())
+}
+
+pub async fn describe_function(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionView>, ApiError> {
+    Ok(Json(function_view(function(&s, &name)?.as_ref())))
+}
+
+pub async fn put_function(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let spec: FunctionSpec = json_body(&body)?;
+    let changed = s.functions.put(&name, spec, &p.user).await?;
+    Ok(Json(json!({ "name": name, "changed": changed, "function": function_view(function(&s, &name)?.as_ref()) })))
+}
+
+pub async fn delete_function(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if let Some(api) = s.gateway.list().into_iter().find(|a| a.routes.iter().any(|r| r.function == name)) {
+        return Err(ApiError::invalid(
+            "function",
+            format!("{name} is the integration of API {}; change or delete the API first", api.name),
+        ));
+    }
+    s.functions.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?since=` (ms since the epoch or a duration such as `10m`), `filter`, `limit`.
+#[derive(Deserialize)]
+pub struct LogQuery {
+    pub since: Option<String>,
+    pub filter: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn since_ms(q: &LogQuery) -> Result<i64, ApiError> {
+    let Some(since) = q.since.as_deref() else { return Ok(0) };
+    if let Ok(ms) = since.parse::<i64>() {
+        return Ok(ms);
+    }
+    let (n, unit) = since.split_at(since.len().saturating_sub(1));
+    let per = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    match n.parse::<i64>() {
+        Ok(n) if per > 0 => Ok(clock::now_ms() - n * per),
+        _ => Err(ApiError::invalid(
+            "since",
+            format!("{since:?}: use a duration such as 30s, 10m, 2h, 1d, or epoch milliseconds"),
+        )),
+    }
+}
+
+fn lines_view(lines: Vec<LogLine>) -> Json<Value> {
+    Json(
+        json!({ "lines": lines.into_iter().map(|l| json!({"time": rfc3339(l.ms), "text": l.text})).collect::<Vec<_>>() }),
+    )
+}
+
+pub async fn function_logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let f = function(&s, &name)?;
+    Ok(lines_view(f.logs.query(since_ms(&q)?, q.filter.as_deref(), q.limit.unwrap_or(1000))))
+}
+
+/// An API as the API shows it.
+#[derive(Serialize)]
+pub struct ApiView {
+    pub name: String,
+    pub spec: ApiSpec,
+    /// The invoke URL of each stage, relative to the server.
+    pub stage_paths: Vec<String>,
+}
+
+fn api_view(a: &CompiledApi) -> ApiView {
+    ApiView {
+        name: a.name.clone(),
+        spec: a.spec.clone(),
+        stage_paths: a.stages.iter().map(|s| format!("/{}/{s}", a.name)).collect(),
+    }
+}
+
+fn api(s: &AppState, name: &str) -> Result<std::sync::Arc<CompiledApi>, ApiError> {
+    s.gateway.get(name).ok_or_else(|| nimbus_gateway::GatewayError::NotFound(name.to_string()).into())
+}
+
+pub async fn list_apis(State(s): State<AppState>) -> Json<Vec<ApiView>> {
+    Json(s.gateway.list().iter().map(|a| api_view(a)).collect())
+}
+
+pub async fn describe_api(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<ApiView>, ApiError> {
+    Ok(Json(api_view(api(&s, &name)?.as_ref())))
+}
+
+pub async fn put_api(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let spec: ApiSpec = json_body(&body)?;
+    let changed = s.gateway.put(&name, spec, &p.user).await?;
+    Ok(Json(json!({ "name": name, "changed": changed, "api": api_view(api(&s, &name)?.as_ref()) })))
+}
+
+pub async fn delete_api(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    s.gateway.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn api_logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let a = api(&s, &name)?;
+    Ok(lines_view(a.access.query(since_ms(&q)?, q.filter.as_deref(), q.limit.unwrap_or(1000))))
+}

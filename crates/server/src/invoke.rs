@@ -1,0 +1,179 @@
+//! Lambda's Invoke API: `POST /2015-03-31/functions/{name}/invocations`, SigV4-signed with
+//! service `lambda` as boto3 and the AWS CLI sign it.
+//!
+//! `X-Amz-Invocation-Type` is `RequestResponse` (default: the function's answer), `Event`
+//! (202, runs in the background) or `DryRun` (204, checks only). `X-Amz-Log-Type: Tail`
+//! returns the invocation's log lines, base64, in `X-Amz-Log-Result`. A function error answers
+//! 200 with `X-Amz-Function-Error: Unhandled` and `{"errorMessage", "errorType"}`, as AWS does.
+//! The local emulator's path, `/2015-03-31/functions/function/invocations`, invokes the
+//! default function and, like the emulator, needs no signature from a loopback address.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use nimbus_functions::{Function, InvokeError, lambda};
+use nimbus_iam::sigv4::{self, UriMode};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+
+/// The SigV4 service name of the Invoke API.
+pub const SERVICE: &str = "lambda";
+
+/// The function name the local emulator's path uses.
+pub const EMULATOR_NAME: &str = "function";
+
+/// Largest synchronous invocation payload, as Lambda allows.
+const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+
+/// Log bytes returned with `X-Amz-Log-Type: Tail`.
+const TAIL_BYTES: usize = 4096;
+
+#[derive(Deserialize)]
+pub struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// A Lambda service error: `{"Type": "User", "message": …}` with `x-amzn-ErrorType`.
+fn lambda_error(status: StatusCode, error_type: &'static str, message: String) -> Response {
+    let mut res = (status, axum::Json(json!({ "Type": "User", "message": message }))).into_response();
+    res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+    res
+}
+
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    req: Request,
+) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let (parts, body) = req.into_parts();
+    let Ok(payload) = to_bytes(body, MAX_PAYLOAD).await else {
+        return lambda_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            format!("Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation"),
+        );
+    };
+    let emulator = name == EMULATOR_NAME && state.functions.get(EMULATOR_NAME).is_none();
+    let local = peer.is_some_and(|p| p.ip().is_loopback());
+    if !(emulator && local) {
+        if let Err(res) = authenticate(&state, &parts, &payload).await {
+            return res;
+        }
+    }
+    let function = if emulator { state.functions.default_function() } else { state.functions.get(&name) };
+    let Some(function) = function else {
+        let p = &state.partition;
+        let message = if emulator {
+            "no default function: mark one with default = true in nimbus.toml, or name it in the path".to_string()
+        } else {
+            format!("Function not found: arn:aws:lambda:{}:{}:function:{name}", p.region, p.account)
+        };
+        return lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", message);
+    };
+    if let Some(q) = q.qualifier.as_deref().filter(|q| *q != "$LATEST") {
+        return lambda_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!(
+                "Function not found: {}:{q} (only $LATEST exists; published versions and aliases are not built yet)",
+                function.arn
+            ),
+        );
+    }
+    let header = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match header("x-amz-invocation-type") {
+        "" | "RequestResponse" => request_response(function, &payload, header("x-amz-log-type") == "Tail").await,
+        "Event" => {
+            tokio::spawn(async move {
+                let (ct, body) = lambda::request_of_event(&payload);
+                let _ = function.invoke(ct.as_deref(), &body).await;
+            });
+            executed(StatusCode::ACCEPTED, Body::empty())
+        }
+        "DryRun" => executed(StatusCode::NO_CONTENT, Body::empty()),
+        other => lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            format!("X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"),
+        ),
+    }
+}
+
+async fn authenticate(state: &AppState, parts: &axum::http::request::Parts, payload: &[u8]) -> Result<(), Response> {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body_sha256 = hex::encode(Sha256::digest(payload));
+    let sig_req = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body_sha256: Some(&body_sha256),
+    };
+    match state.iam.authenticate(&sig_req, SERVICE, UriMode::Normalized).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut res = (StatusCode::FORBIDDEN, axum::Json(json!({ "message": e.to_string() }))).into_response();
+            res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("AccessDeniedException"));
+            Err(res)
+        }
+    }
+}
+
+fn executed(status: StatusCode, body: Body) -> Response {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    res.headers_mut().insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+    res
+}
+
+async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, tail: bool) -> Response {
+    let (ct, body) = lambda::request_of_event(payload);
+    let (mut res, log) = match function.invoke(ct.as_deref(), &body).await {
+        Ok(inv) => (executed(StatusCode::OK, Body::from(lambda::proxy_response(&inv.answer))), inv.log),
+        Err(InvokeError::Throttled { .. }) => {
+            return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
+        }
+        Err(e) => {
+            let body = json!({ "errorMessage": e.to_string(), "errorType": e.error_type() }).to_string();
+            let mut res = executed(StatusCode::OK, Body::from(body));
+            res.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            let log = function.logs.query(0, None, 4).into_iter().map(|l| l.text).collect();
+            (res, log)
+        }
+    };
+    res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if tail {
+        let text = log.join("\n") + "\n";
+        let start = text.len().saturating_sub(TAIL_BYTES);
+        let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&text.as_bytes()[start..]);
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            res.headers_mut().insert("x-amz-log-result", v);
+        }
+    }
+    res
+}
+
+/// `GET /metrics`: Prometheus text of functions and the gateway.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::with_capacity(4096);
+    state.functions.render_metrics(&mut out);
+    state.gateway.render_metrics(&mut out);
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
+    (headers, out).into_response()
+}
