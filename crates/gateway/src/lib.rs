@@ -184,9 +184,9 @@ impl Gateway {
         let (api, rest) = match by_host {
             Some(api) => (api, path),
             None => {
-                let rest = path.strip_prefix('/')?;
-                let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
-                (table.apis.get(name)?.clone(), &path[path.len() - rest.len() - 1..])
+                let after = path.strip_prefix('/')?;
+                let slash = after.find('/')?;
+                (table.apis.get(&after[..slash])?.clone(), &after[slash..])
             }
         };
         let rest = rest.strip_prefix('/')?;

@@ -2,24 +2,19 @@
 //! records for [`Predictor::predict_records`](crate::predict::Predictor::predict_records), and
 //! predictions rendered back in the matching shape.
 //!
-//! Accepted by [`parse_request`] (every JSON form may add `"return_probabilities": true`):
-//! - `{"instances": [{"Age": 22, "Sex": "male"}, …]}`: one object of field values per instance.
-//! - MLflow's scoring server: exactly one of `dataframe_split` (`{"columns", "data"}`, `index`
-//!   ignored; without `columns` the model's field order), `dataframe_records` (list of objects),
-//!   `instances` or `inputs` (a list of objects, a list of lists in the model's field order, or an
-//!   object of equally long columns), plus an optional `params` object, which is ignored.
-//! - CSV (`Content-Type: text/csv`): a header line of field names and one row per instance.
-//!
-//! Every record is checked the same way: a field the model does not have is an error naming the
-//! instance (`instances[i]`, its position in the request), the field and the closest field name;
-//! a field left out, `null`, or an empty CSV field is a missing value, which the trees handle.
+//! [`parse_request`] accepts `{"instances": [{"Age": 22, …}, …]}`; MLflow's scoring-server bodies
+//! (exactly one of `dataframe_split`, `dataframe_records`, `instances`, `inputs`, with `params`
+//! ignored); and CSV (`Content-Type: text/csv`). Every record is checked the same way: a field the
+//! model does not have is an error naming the instance (`instances[i]`, its position in the
+//! request), the field and the closest field name; a field left out, `null`, or an empty CSV
+//! field is a missing value, which the trees handle. [`render`] answers `{"predictions": […]}`.
 //!
 //! The Open Inference Protocol v2 (KServe) is read by [`parse_infer`] and answered by
 //! [`render_infer`] and [`model_metadata`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use nimbus_core::schema::{Field, FieldType, Schema};
+use nimbus_core::schema::{FieldType, Schema};
 use serde_json::{Map, Value, json};
 
 use crate::MlError;
@@ -41,8 +36,10 @@ impl From<ProtocolError> for MlError {
 
 type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
-fn fail<T>(message: impl Into<String>) -> Result<T> {
-    Err(ProtocolError { message: message.into() })
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(ProtocolError { message: format!($($arg)*) })
+    };
 }
 
 /// The form a prediction request came in. All forms are answered with `{"predictions": …}`.
@@ -76,12 +73,10 @@ const REQUEST_KEYS: [&str; 6] =
 const EXAMPLE: &str = r#"{"instances": [{"field": value, …}]}"#;
 
 /// Reads a prediction request body (JSON, or CSV when `content_type` is `text/csv`) into records
-/// for the model whose input fields are `fields`, in the model's order.
+/// for a model whose input fields are `fields`, in the model's order.
 pub fn parse_request(content_type: Option<&str>, body: &[u8], fields: &[String]) -> Result<PredictRequest> {
-    let is_csv = content_type
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/csv"));
-    let request = if is_csv {
+    let mime = content_type.and_then(|ct| ct.split(';').next()).unwrap_or_default();
+    let request = if mime.trim().eq_ignore_ascii_case("text/csv") {
         PredictRequest { records: parse_csv(body)?, return_probabilities: false, format: RequestFormat::Csv }
     } else {
         parse_json_request(body, fields)?
@@ -104,41 +99,42 @@ pub fn render(_format: RequestFormat, preds: &[Prediction], return_probabilities
 
 fn parse_json(body: &[u8], example: &str) -> Result<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return fail(format!("the request body is empty; send a JSON object such as {example}"));
+        bail!("the request body is empty; send a JSON object such as {example}");
     }
-    serde_json::from_slice(body)
-        .or_else(|e| fail(format!("the request body is not valid JSON: {e}; send a JSON object such as {example}")))
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(e) => bail!("the request body is not valid JSON: {e}; send a JSON object such as {example}"),
+    }
 }
 
 fn parse_json_request(body: &[u8], fields: &[String]) -> Result<PredictRequest> {
     let value = parse_json(body, EXAMPLE)?;
     let Value::Object(mut obj) = value else {
-        return fail(format!("the request body must be a JSON object such as {EXAMPLE}, got {}", kind_of(&value)));
+        bail!("the request body must be a JSON object such as {EXAMPLE}, got {}", kind_of(&value));
     };
     check_keys(&obj, &REQUEST_KEYS, "the request body")?;
     let found: Vec<&str> = DATA_KEYS.into_iter().filter(|k| obj.contains_key(*k)).collect();
     let [key] = found[..] else {
         let present: Vec<&str> = if found.is_empty() { obj.keys().map(String::as_str).collect() } else { found };
         let present = if present.is_empty() { "no keys".to_string() } else { present.join(", ") };
-        return fail(format!(
-            "the request body needs exactly one of the keys {}, found {present}; e.g. {EXAMPLE}",
-            DATA_KEYS.join(", ")
-        ));
+        let accepted = DATA_KEYS.join(", ");
+        bail!("the request body needs exactly one of the keys {accepted}, found {present}; e.g. {EXAMPLE}");
     };
     let return_probabilities = match obj.get("return_probabilities") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return fail(format!("return_probabilities: expected true or false, got {}", kind_of(other))),
+        Some(other) => bail!("return_probabilities: expected true or false, got {}", kind_of(other)),
     };
-    let data = obj.remove(key).unwrap_or(Value::Null);
-    let (records, format, what) = match key {
-        "instances" => (tensor_records(data, key, fields)?, RequestFormat::Instances, key),
-        "inputs" => (tensor_records(data, key, fields)?, RequestFormat::Inputs, key),
-        "dataframe_records" => (dataframe_records(data)?, RequestFormat::DataframeRecords, key),
-        _ => (dataframe_split(data, fields)?, RequestFormat::DataframeSplit, "dataframe_split.data"),
+    let data = obj.remove(key).unwrap_or_default();
+    let (records, format) = match key {
+        "instances" => (tensor_records(data, key, fields)?, RequestFormat::Instances),
+        "inputs" => (tensor_records(data, key, fields)?, RequestFormat::Inputs),
+        "dataframe_records" => (dataframe_records(data)?, RequestFormat::DataframeRecords),
+        _ => (dataframe_split(data, fields)?, RequestFormat::DataframeSplit),
     };
     if records.is_empty() {
-        return fail(format!("{what} is empty; send at least one instance"));
+        let what = if key == "dataframe_split" { "dataframe_split.data" } else { key };
+        bail!("{what} is empty; send at least one instance");
     }
     Ok(PredictRequest { records, return_probabilities, format })
 }
@@ -151,124 +147,87 @@ fn tensor_records(data: Value, key: &str, fields: &[String]) -> Result<Vec<Value
             .enumerate()
             .map(|(i, row)| match row {
                 Value::Object(_) => Ok(row),
-                Value::Array(values) => positional(values, i, fields),
-                other => fail(format!(
-                    "instances[{i}]: expected an object of field values or a list of {} values in the model's \
-                     field order ({}), got {}",
+                Value::Array(values) => record(fields, values, i),
+                other => bail!(
+                    "instances[{i}]: expected an object of field values or a list of {} values, got {}",
                     fields.len(),
-                    fields.join(", "),
                     kind_of(&other)
-                )),
+                ),
             })
             .collect(),
-        Value::Object(columns) => columnar(columns, key),
-        other => fail(format!(
-            "{key}: expected a list of instances or an object of columns (field name to list of values), got {}",
-            kind_of(&other)
-        )),
+        Value::Object(map) => {
+            let mut columns: Vec<(String, Vec<Value>)> = Vec::with_capacity(map.len());
+            for (name, column) in map {
+                let Value::Array(values) = column else {
+                    bail!("{key}.{name}: expected a list of values, one per instance, got {}", kind_of(&column));
+                };
+                if let Some((first, v)) = columns.first().filter(|(_, v)| v.len() != values.len()) {
+                    let (a, b) = (v.len(), values.len());
+                    bail!(
+                        "{key}: columns differ in length ({first} has {a} values, {name} has {b}); send one per instance"
+                    );
+                }
+                columns.push((name, values));
+            }
+            Ok(from_columns(columns))
+        }
+        other => bail!("{key}: expected a list of instances or an object of columns, got {}", kind_of(&other)),
     }
 }
 
-fn positional(values: Vec<Value>, i: usize, fields: &[String]) -> Result<Value> {
-    if values.len() != fields.len() {
-        return fail(format!(
-            "instances[{i}]: expected {} values in the model's field order ({}), got {}; send one value per \
-             field (null when missing), or an object of field names to values",
-            fields.len(),
-            fields.join(", "),
-            values.len()
-        ));
+/// The record of one positional row, `values` in the order of `names`.
+fn record(names: &[String], values: Vec<Value>, i: usize) -> Result<Value> {
+    if values.len() != names.len() {
+        let (n, m, order) = (names.len(), values.len(), names.join(", "));
+        bail!(
+            "instances[{i}]: expected {n} values, one per field in the order {order}, got {m}; send null for a missing value"
+        );
     }
-    Ok(Value::Object(fields.iter().cloned().zip(values).collect()))
+    Ok(Value::Object(names.iter().cloned().zip(values).collect()))
 }
 
-fn columnar(columns: Map<String, Value>, key: &str) -> Result<Vec<Value>> {
-    let mut n: Option<(&str, usize)> = None;
-    for (name, column) in &columns {
-        let Value::Array(values) = column else {
-            return fail(format!(
-                "{key}.{name}: expected a list of values, one per instance (columnar form), got {}",
-                kind_of(column)
-            ));
-        };
-        match n {
-            None => n = Some((name, values.len())),
-            Some((first, len)) if len != values.len() => {
-                return fail(format!(
-                    "{key}: columns have different lengths ({first} has {len} values, {name} has {}); send one \
-                     value per instance in every column",
-                    values.len()
-                ));
-            }
-            Some(_) => {}
+/// Records from equally long named columns.
+fn from_columns(columns: Vec<(String, Vec<Value>)>) -> Vec<Value> {
+    let mut records = vec![Map::new(); columns.first().map_or(0, |(_, v)| v.len())];
+    for (name, values) in columns {
+        for (record, value) in records.iter_mut().zip(values) {
+            record.insert(name.clone(), value);
         }
     }
-    let mut records = vec![Map::new(); n.map_or(0, |(_, len)| len)];
-    for (name, column) in columns {
-        if let Value::Array(values) = column {
-            for (record, value) in records.iter_mut().zip(values) {
-                record.insert(name.clone(), value);
-            }
-        }
-    }
-    Ok(records.into_iter().map(Value::Object).collect())
+    records.into_iter().map(Value::Object).collect()
 }
 
 fn dataframe_records(data: Value) -> Result<Vec<Value>> {
     let Value::Array(rows) = data else {
-        return fail(format!("dataframe_records: expected a list of objects, got {}", kind_of(&data)));
+        bail!("dataframe_records: expected a list of objects, got {}", kind_of(&data));
     };
-    for (i, row) in rows.iter().enumerate() {
-        if !row.is_object() {
-            return fail(format!("instances[{i}]: expected an object of field values, got {}", kind_of(row)));
-        }
+    if let Some((i, row)) = rows.iter().enumerate().find(|(_, row)| !row.is_object()) {
+        bail!("instances[{i}]: expected an object of field values, got {}", kind_of(row));
     }
     Ok(rows)
 }
 
 fn dataframe_split(data: Value, fields: &[String]) -> Result<Vec<Value>> {
     let Value::Object(mut split) = data else {
-        return fail(format!(
-            "dataframe_split: expected an object with \"columns\" and \"data\", got {}",
-            kind_of(&data)
-        ));
+        bail!("dataframe_split: expected an object with \"columns\" and \"data\", got {}", kind_of(&data));
     };
     check_keys(&split, &["columns", "data", "index"], "dataframe_split")?;
     let columns: Vec<String> = match split.remove("columns") {
         None | Some(Value::Null) => fields.to_vec(),
-        Some(Value::Array(names)) => names
-            .into_iter()
-            .enumerate()
-            .map(|(j, name)| match name {
-                Value::String(s) => Ok(s),
-                other => fail(format!("dataframe_split.columns[{j}]: expected a field name, got {}", kind_of(&other))),
-            })
-            .collect::<Result<_>>()?,
-        Some(other) => {
-            return fail(format!("dataframe_split.columns: expected a list of field names, got {}", kind_of(&other)));
+        Some(Value::Array(names)) if names.iter().all(Value::is_string) => {
+            names.iter().filter_map(Value::as_str).map(String::from).collect()
         }
+        Some(other) => bail!("dataframe_split.columns: expected a list of field names, got {}", kind_of(&other)),
     };
     check_unique(&columns, "dataframe_split.columns")?;
-    let rows = match split.remove("data") {
-        Some(Value::Array(rows)) => rows,
-        None => return fail("dataframe_split.data is missing; send a list of rows, each a list of values"),
-        Some(other) => return fail(format!("dataframe_split.data: expected a list of rows, got {}", kind_of(&other))),
+    let Some(Value::Array(rows)) = split.remove("data") else {
+        bail!("dataframe_split.data: expected a list of rows, each a list of values in the order of columns");
     };
     rows.into_iter()
         .enumerate()
-        .map(|(i, row)| {
-            let Value::Array(values) = row else {
-                return fail(format!("instances[{i}]: expected a row (a list of values), got {}", kind_of(&row)));
-            };
-            if values.len() != columns.len() {
-                return fail(format!(
-                    "instances[{i}]: the row has {} values but dataframe_split.columns names {} ({})",
-                    values.len(),
-                    columns.len(),
-                    columns.join(", ")
-                ));
-            }
-            Ok(Value::Object(columns.iter().cloned().zip(values).collect()))
+        .map(|(i, row)| match row {
+            Value::Array(values) => record(&columns, values, i),
+            other => bail!("instances[{i}]: expected a row (a list of values), got {}", kind_of(&other)),
         })
         .collect()
 }
@@ -277,7 +236,7 @@ fn parse_csv(body: &[u8]) -> Result<Vec<Value>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(body);
     let headers: Vec<String> = reader.headers().map_err(csv_error)?.iter().map(|h| h.trim().to_string()).collect();
     if let Some(j) = headers.iter().position(String::is_empty) {
-        return fail(format!("CSV header: column {} has no name; name every column after a model field", j + 1));
+        bail!("CSV header: column {} has no name; name every column after a model field", j + 1);
     }
     check_unique(&headers, "the CSV header")?;
     let mut records = Vec::new();
@@ -286,7 +245,7 @@ fn parse_csv(body: &[u8]) -> Result<Vec<Value>> {
         records.push(Value::Object(headers.iter().cloned().zip(row.iter().map(csv_cell)).collect()));
     }
     if records.is_empty() {
-        return fail("the CSV body has no data rows; send a header line of field names and one row per instance");
+        bail!("the CSV body has no data rows; send a header line of field names and one row per instance");
     }
     Ok(records)
 }
@@ -303,7 +262,7 @@ fn csv_error(e: csv::Error) -> ProtocolError {
     ProtocolError { message }
 }
 
-/// A CSV field as JSON: missing (as in training tables), a number, or the text as it is.
+/// A CSV field as JSON: missing (the same words as in training tables), a number, or the text.
 fn csv_cell(field: &str) -> Value {
     let t = field.trim();
     if matches!(t, "" | "NA" | "NaN" | "nan" | "null" | "NULL") {
@@ -321,21 +280,14 @@ fn csv_cell(field: &str) -> Value {
 fn check_records(records: &[Value], fields: &[String]) -> Result<()> {
     let known: HashSet<&str> = fields.iter().map(String::as_str).collect();
     for (i, record) in records.iter().enumerate() {
-        let Value::Object(map) = record else { continue };
-        for (name, value) in map {
+        for (name, value) in record.as_object().into_iter().flatten() {
             if !known.contains(name.as_str()) {
-                return fail(format!(
-                    "instances[{i}].{name}: unknown field; the model's fields are {}{}",
-                    fields.join(", "),
-                    suggestion(name, fields.iter().map(String::as_str))
-                ));
+                let hint = suggestion(name, fields.iter().map(String::as_str));
+                bail!("instances[{i}].{name}: unknown field; the model's fields are {}{hint}", fields.join(", "));
             }
             if value.is_array() || value.is_object() {
-                return fail(format!(
-                    "instances[{i}].{name}: expected a number, string, boolean or null, got {}; send one plain \
-                     value per field",
-                    kind_of(value)
-                ));
+                let got = kind_of(value);
+                bail!("instances[{i}].{name}: expected a number, string, boolean or null, got {got}; send one value");
             }
         }
     }
@@ -343,22 +295,19 @@ fn check_records(records: &[Value], fields: &[String]) -> Result<()> {
 }
 
 fn check_keys(obj: &Map<String, Value>, accepted: &[&str], what: &str) -> Result<()> {
-    match obj.keys().find(|k| !accepted.contains(&k.as_str())) {
-        Some(key) => fail(format!(
-            "unknown key {key:?} in {what}; accepted keys are {}{}",
-            accepted.join(", "),
-            suggestion(key, accepted.iter().copied())
-        )),
-        None => Ok(()),
+    if let Some(key) = obj.keys().find(|k| !accepted.contains(&k.as_str())) {
+        let hint = suggestion(key, accepted.iter().copied());
+        bail!("unknown key {key:?} in {what}; accepted keys are {}{hint}", accepted.join(", "));
     }
+    Ok(())
 }
 
 fn check_unique(names: &[String], what: &str) -> Result<()> {
     let mut seen = HashSet::new();
-    match names.iter().find(|n| !seen.insert(n.as_str())) {
-        Some(name) => fail(format!("{what}: {name:?} appears twice; name each field once")),
-        None => Ok(()),
+    if let Some(name) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        bail!("{what}: {name:?} appears twice; name each field once");
     }
+    Ok(())
 }
 
 /// ` (did you mean "X"?)` for the closest candidate within edit distance 2, ignoring case.
@@ -394,15 +343,11 @@ fn kind_of(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
-        Value::String(_) => "a string".into(),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a long string".into(),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "an object".into(),
     }
-}
-
-fn kind_of_opt(v: Option<&Value>) -> String {
-    v.map_or_else(|| "nothing (the key is missing)".into(), kind_of)
 }
 
 /// An Open Inference Protocol v2 request, read and checked.
@@ -432,29 +377,20 @@ struct Tensor {
 pub fn parse_infer(body: &[u8], fields: &[String]) -> Result<InferRequest> {
     let value = parse_json(body, INFER_EXAMPLE)?;
     let Value::Object(mut obj) = value else {
-        return fail(format!(
-            "the inference request must be a JSON object such as {INFER_EXAMPLE}, got {}",
-            kind_of(&value)
-        ));
+        bail!("the inference request must be a JSON object such as {INFER_EXAMPLE}, got {}", kind_of(&value));
     };
     check_keys(&obj, &["id", "parameters", "inputs", "outputs"], "the inference request")?;
-    let id = match obj.remove("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(other) => return fail(format!("id: expected a string, got {}", kind_of(&other))),
-    };
+    let id = take_string(&mut obj, "id", "")?;
     let inputs = match obj.remove("inputs") {
         Some(Value::Array(inputs)) if !inputs.is_empty() => inputs,
-        None | Some(Value::Array(_)) => {
-            return fail(format!("inputs is missing or empty; send input tensors such as {INFER_EXAMPLE}"));
-        }
-        Some(other) => return fail(format!("inputs: expected a list of input tensors, got {}", kind_of(&other))),
+        Some(other) if !other.is_array() => bail!("inputs: expected a list of input tensors, got {}", kind_of(&other)),
+        _ => bail!("inputs is missing or empty; send input tensors such as {INFER_EXAMPLE}"),
     };
-    let tensors: Vec<Tensor> =
+    let mut tensors: Vec<Tensor> =
         inputs.into_iter().enumerate().map(|(i, t)| parse_tensor(i, t)).collect::<Result<_>>()?;
     let k = fields.len();
-    // A single input is the whole matrix when shaped [n, k], or when it is not named after a
-    // field and not shaped like a per-field input.
+    // A single input is the whole matrix when shaped [n, k], or when it is neither named after a
+    // field nor shaped like a per-field input.
     let is_matrix = |t: &Tensor| {
         let named_field = fields.contains(&t.name);
         match t.shape[..] {
@@ -463,29 +399,32 @@ pub fn parse_infer(body: &[u8], fields: &[String]) -> Result<InferRequest> {
             _ => !named_field,
         }
     };
-    let mut tensors = tensors;
     let records = if tensors.len() == 1 && is_matrix(&tensors[0]) {
         matrix_records(tensors.swap_remove(0), fields)?
     } else {
         per_field_records(tensors, fields)?
     };
     if records.is_empty() {
-        return fail("the inputs hold no instances (n is 0); send at least one");
+        bail!("the inputs hold no instances (n is 0); send at least one");
     }
     Ok(InferRequest { id, records })
 }
 
+fn take_string(obj: &mut Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => bail!("{prefix}{key}: expected a string, got {}", kind_of(&other)),
+    }
+}
+
 fn parse_tensor(i: usize, input: Value) -> Result<Tensor> {
     let Value::Object(mut t) = input else {
-        return fail(format!(
-            "inputs[{i}]: expected an object with name, shape, datatype and data, got {}",
-            kind_of(&input)
-        ));
+        bail!("inputs[{i}]: expected an object with name, shape, datatype and data, got {}", kind_of(&input));
     };
     check_keys(&t, &["name", "shape", "datatype", "data", "parameters"], &format!("inputs[{i}]"))?;
-    let name = match t.remove("name") {
-        Some(Value::String(s)) => s,
-        other => return fail(format!("inputs[{i}].name: expected a string, got {}", kind_of_opt(other.as_ref()))),
+    let Some(name) = take_string(&mut t, "name", &format!("inputs[{i}]."))? else {
+        bail!("inputs[{i}].name is missing; name the input after a model field");
     };
     let label = format!("inputs[{i}] ({name})");
     let shape: Option<Vec<usize>> = match t.remove("shape") {
@@ -493,30 +432,25 @@ fn parse_tensor(i: usize, input: Value) -> Result<Tensor> {
         _ => None,
     };
     let Some(shape) = shape else {
-        return fail(format!("{label}.shape: expected a list of non-negative integers such as [3] or [3, 1]"));
+        bail!("{label}.shape: expected a list of non-negative integers such as [3] or [3, 1]");
     };
-    let datatype = match t.remove("datatype") {
-        Some(Value::String(s)) => s,
-        other => return fail(format!("{label}.datatype: expected a string, got {}", kind_of_opt(other.as_ref()))),
-    };
+    let datatype = take_string(&mut t, "datatype", &format!("{label}."))?.unwrap_or_default();
     let Some(datatype) = DATATYPES.into_iter().find(|d| *d == datatype) else {
-        return fail(format!("{label}.datatype: unknown datatype {datatype:?}; use one of {}", DATATYPES.join(", ")));
+        bail!("{label}.datatype: unknown datatype {datatype:?}; use one of {}", DATATYPES.join(", "));
+    };
+    let Some(Value::Array(values)) = t.remove("data") else {
+        bail!("{label}.data: expected a list of values");
     };
     let mut data = Vec::new();
-    match t.remove("data") {
-        Some(Value::Array(values)) => flatten(values, &mut data),
-        other => return fail(format!("{label}.data: expected a list of values, got {}", kind_of_opt(other.as_ref()))),
-    }
+    flatten(values, &mut data);
     let expected = shape.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128));
     if expected != data.len() as u128 {
-        return fail(format!(
-            "{label}: shape {shape:?} holds {expected} values but data has {}; make the shape match the data",
-            data.len()
-        ));
+        let got = data.len();
+        bail!("{label}: shape {shape:?} holds {expected} values but data has {got}; make the shape match the data");
     }
     for (j, x) in data.iter().enumerate() {
-        if let Err(takes) = check_datatype(datatype, x) {
-            return fail(format!("{label}.data[{j}]: datatype {datatype} takes {takes}, got {}", kind_of(x)));
+        if let Some(takes) = misfit(datatype, x) {
+            bail!("{label}.data[{j}]: datatype {datatype} takes {takes}, got {}", kind_of(x));
         }
     }
     Ok(Tensor { label, name, shape, data })
@@ -531,37 +465,31 @@ fn flatten(values: Vec<Value>, out: &mut Vec<Value>) {
     }
 }
 
-/// Whether `x` fits `datatype`; `null` (a missing value) fits every datatype. BYTES also takes
-/// numbers and booleans, as clients send mixed rows that way.
-fn check_datatype(datatype: &str, x: &Value) -> Result<(), &'static str> {
-    let whole = |n: &serde_json::Number| n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
-    let (ok, takes) = match datatype {
-        _ if x.is_null() => (true, ""),
+/// What `datatype` takes, when `x` does not fit it. `null` (a missing value) fits every datatype;
+/// BYTES also takes numbers and booleans, as clients send rows of mixed types that way.
+fn misfit(datatype: &str, x: &Value) -> Option<&'static str> {
+    let whole = x.as_f64().is_some_and(|f| f.fract() == 0.0);
+    let (fits, takes) = match datatype {
         "BOOL" => (x.is_boolean(), "true or false"),
-        "BYTES" => (x.is_string() || x.is_number() || x.is_boolean(), "strings or numbers"),
+        "BYTES" => (!x.is_object(), "strings or numbers"),
         d if d.starts_with("FP") => (x.is_number(), "numbers"),
-        d if d.starts_with("UINT") => (
-            x.as_number().is_some_and(|n| whole(n) && n.as_f64().is_some_and(|f| f >= 0.0)),
-            "non-negative whole numbers",
-        ),
-        _ => (x.as_number().is_some_and(whole), "whole numbers"),
+        d if d.starts_with("UINT") => (whole && x.as_f64().is_some_and(|f| f >= 0.0), "non-negative whole numbers"),
+        _ => (whole, "whole numbers"),
     };
-    if ok { Ok(()) } else { Err(takes) }
+    (!fits && !x.is_null()).then_some(takes)
 }
 
 fn matrix_records(t: Tensor, fields: &[String]) -> Result<Vec<Value>> {
     let k = fields.len();
-    if k == 0 || t.shape.len() != 2 || t.shape[1] != k {
-        return fail(format!(
-            "{}: shape {:?} does not fit the model; a single input holding all fields needs shape [n, {k}] with \
-             the fields in this order: {}; or send one input per field, named after it",
-            t.label,
-            t.shape,
-            fields.join(", ")
-        ));
+    if k == 0 || !matches!(t.shape[..], [_, cols] if cols == k) {
+        let (label, shape, order) = (&t.label, &t.shape, fields.join(", "));
+        bail!(
+            "{label}: shape {shape:?} does not fit the model; a single input holding all fields needs shape [n, {k}] \
+             with the fields in the order {order}; or send one input per field, named after it"
+        );
     }
     let mut values = t.data.into_iter();
-    Ok((0..t.shape[0]).map(|_| Value::Object(fields.iter().cloned().zip(values.by_ref().take(k)).collect())).collect())
+    (0..t.shape[0]).map(|i| record(fields, values.by_ref().take(k).collect(), i)).collect()
 }
 
 fn per_field_records(tensors: Vec<Tensor>, fields: &[String]) -> Result<Vec<Value>> {
@@ -571,45 +499,26 @@ fn per_field_records(tensors: Vec<Tensor>, fields: &[String]) -> Result<Vec<Valu
         .map(|t| format!("{:?}{}", t.name, suggestion(&t.name, fields.iter().map(String::as_str))))
         .collect();
     if !unknown.is_empty() {
-        return fail(format!(
-            "inputs: unknown input name{} {}; name each input after a model field ({}), or send a single input \
-             of shape [n, {}] holding the fields in that order",
-            if unknown.len() == 1 { "" } else { "s" },
-            unknown.join(", "),
-            fields.join(", "),
-            fields.len()
-        ));
+        let (unknown, list, k) = (unknown.join(", "), fields.join(", "), fields.len());
+        bail!(
+            "inputs: unknown input name {unknown}; name each input after a model field ({list}), or send a single \
+             input of shape [n, {k}] holding the fields in that order"
+        );
     }
-    let mut seen: HashMap<&str, &str> = HashMap::new();
-    let mut first: Option<(&str, usize)> = None;
+    let mut seen = HashSet::new();
     for t in &tensors {
-        if !(t.shape.len() == 1 || (t.shape.len() == 2 && t.shape[1] == 1)) {
-            return fail(format!(
-                "{}: shape {:?} does not fit a per-field input; use [n] or [n, 1], one value per instance",
-                t.label, t.shape
-            ));
+        if !matches!(t.shape[..], [_] | [_, 1]) {
+            bail!("{}: shape {:?} does not fit a per-field input; use [n] or [n, 1]", t.label, t.shape);
         }
-        if let Some(other) = seen.insert(&t.name, &t.label) {
-            return fail(format!("{}: the field {:?} is given twice (also by {other})", t.label, t.name));
+        if !seen.insert(&t.name) {
+            bail!("{}: the field {:?} is given twice; send one input per field", t.label, t.name);
         }
-        match first {
-            None => first = Some((&t.label, t.shape[0])),
-            Some((label, n)) if n != t.shape[0] => {
-                return fail(format!(
-                    "{}: has {} values but {label} has {n}; every per-field input needs one value per instance",
-                    t.label, t.shape[0]
-                ));
-            }
-            Some(_) => {}
+        let (first, n, m) = (&tensors[0].label, tensors[0].data.len(), t.data.len());
+        if m != n {
+            bail!("{}: has {m} values but {first} has {n}; send one value per instance in every input", t.label);
         }
     }
-    let mut records = vec![Map::new(); first.map_or(0, |(_, n)| n)];
-    for t in tensors {
-        for (record, value) in records.iter_mut().zip(t.data) {
-            record.insert(t.name.clone(), value);
-        }
-    }
-    Ok(records.into_iter().map(Value::Object).collect())
+    Ok(from_columns(tensors.into_iter().map(|t| (t.name, t.data)).collect()))
 }
 
 /// The v2 datatype of output values: INT64 (all integers), FP64 (numbers), BOOL, else BYTES.
@@ -628,25 +537,19 @@ fn datatype_of(values: &[Value]) -> &'static str {
 /// The v2 inference response: a `predict` output (the predicted values) and, for classifiers,
 /// a `predict_proba` output of shape `[n, classes]`. `id` is echoed when the request had one.
 pub fn render_infer(model_name: &str, model_version: &str, id: Option<&str>, preds: &[Prediction]) -> Value {
-    let values: Vec<Value> = preds.iter().map(|p| p.value.clone()).collect();
+    let mut values: Vec<Value> = preds.iter().map(|p| p.value.clone()).collect();
     let datatype = datatype_of(&values);
-    let data: Vec<Value> = if datatype == "BYTES" {
-        values
-            .into_iter()
-            .map(|v| match v {
-                Value::Number(_) | Value::Bool(_) => Value::String(v.to_string()),
-                other => other,
-            })
-            .collect()
-    } else {
-        values
-    };
-    let mut outputs = vec![json!({"name": "predict", "shape": [preds.len()], "datatype": datatype, "data": data})];
-    let width = preds.first().and_then(|p| p.probabilities.as_ref()).map(Vec::len);
-    if let Some(width) = width.filter(|_| preds.iter().all(|p| p.probabilities.as_ref().map(Vec::len) == width)) {
-        let data: Vec<f64> =
-            preds.iter().flat_map(|p| p.probabilities.iter().flatten()).map(|&x| f64::from(x)).collect();
-        outputs.push(json!({"name": "predict_proba", "shape": [preds.len(), width], "datatype": "FP32", "data": data}));
+    if datatype == "BYTES" {
+        for v in values.iter_mut().filter(|v| v.is_number() || v.is_boolean()) {
+            *v = Value::String(v.to_string());
+        }
+    }
+    let n = preds.len();
+    let mut outputs = vec![json!({"name": "predict", "shape": [n], "datatype": datatype, "data": values})];
+    let width = preds.first().and_then(|p| p.probabilities.as_ref()).map_or(0, Vec::len);
+    if width > 0 && preds.iter().all(|p| p.probabilities.as_ref().is_some_and(|p| p.len() == width)) {
+        let data: Vec<f64> = preds.iter().flat_map(|p| p.probabilities.iter().flatten()).map(|&x| x.into()).collect();
+        outputs.push(json!({"name": "predict_proba", "shape": [n, width], "datatype": "FP32", "data": data}));
     }
     let mut response = json!({"model_name": model_name, "model_version": model_version, "outputs": outputs});
     if let Some(id) = id {
@@ -655,9 +558,9 @@ pub fn render_infer(model_name: &str, model_version: &str, id: Option<&str>, pre
     response
 }
 
-/// The v2 model metadata: one input per field of `input` (FP32 for numbers, BYTES for
-/// categories and text, BOOL for booleans, shape `[-1]`), and the outputs [`render_infer`]
-/// gives, typed from the first field of `output` (the bundle's output schema).
+/// The v2 model metadata: one input per field of `input` (FP32 for numbers, BYTES for categories
+/// and text, BOOL for booleans; shape `[-1]`) and the outputs [`render_infer`] gives, typed from
+/// the first field of `output` (the bundle's output schema).
 pub fn model_metadata(name: &str, versions: &[String], platform: &str, input: &Schema, output: &Schema) -> Value {
     let inputs: Vec<Value> = input
         .fields
@@ -671,31 +574,27 @@ pub fn model_metadata(name: &str, versions: &[String], platform: &str, input: &S
             json!({"name": f.name, "datatype": datatype, "shape": [-1]})
         })
         .collect();
-    let mut outputs = Vec::new();
-    match output.fields.first() {
-        Some(Field { kind: FieldType::Category, categories, .. }) => {
+    let predict = |datatype: &str| json!({"name": "predict", "datatype": datatype, "shape": [-1]});
+    let outputs = match output.fields.first().map(|f| (f.kind, &f.categories)) {
+        Some((FieldType::Category, categories)) => {
             // As the predictor does: a classifier saved without class names has classes 0 and 1.
             let classes = categories.clone().unwrap_or_else(|| vec!["0".into(), "1".into()]);
             let labels: Vec<Value> = (0..classes.len()).map(|i| class_label(&classes, i)).collect();
-            outputs.push(json!({"name": "predict", "datatype": datatype_of(&labels), "shape": [-1]}));
-            outputs.push(json!({"name": "predict_proba", "datatype": "FP32", "shape": [-1, classes.len()]}));
+            let proba = json!({"name": "predict_proba", "datatype": "FP32", "shape": [-1, classes.len()]});
+            vec![predict(datatype_of(&labels)), proba]
         }
-        Some(f) => {
-            let datatype = match f.kind {
-                FieldType::Integer => "INT64",
-                FieldType::Boolean => "BOOL",
-                FieldType::String | FieldType::Category => "BYTES",
-                FieldType::Float => "FP64",
-            };
-            outputs.push(json!({"name": "predict", "datatype": datatype, "shape": [-1]}));
-        }
-        None => outputs.push(json!({"name": "predict", "datatype": "BYTES", "shape": [-1]})),
-    }
+        Some((FieldType::Integer, _)) => vec![predict("INT64")],
+        Some((FieldType::Float, _)) => vec![predict("FP64")],
+        Some((FieldType::Boolean, _)) => vec![predict("BOOL")],
+        _ => vec![predict("BYTES")],
+    };
     json!({"name": name, "versions": versions, "platform": platform, "inputs": inputs, "outputs": outputs})
 }
 
 #[cfg(test)]
 mod tests {
+    use nimbus_core::schema::Field;
+
     use super::*;
 
     fn names(v: &[&str]) -> Vec<String> {
@@ -706,10 +605,6 @@ mod tests {
         names(&["Pclass", "Sex", "Age"])
     }
 
-    fn titanic() -> Vec<String> {
-        names(&["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"])
-    }
-
     fn passengers() -> Vec<Value> {
         vec![
             json!({"Age": 22, "Sex": "male", "Pclass": 3}),
@@ -718,12 +613,12 @@ mod tests {
         ]
     }
 
-    fn parse(body: &str) -> Result<PredictRequest> {
-        parse_request(Some("application/json"), body.as_bytes(), &three())
+    fn parse(content_type: &str, body: &str) -> Result<PredictRequest> {
+        parse_request(Some(content_type), body.as_bytes(), &three())
     }
 
-    fn error(body: &str, fields: &[String]) -> String {
-        parse_request(None, body.as_bytes(), fields).unwrap_err().message
+    fn error(body: &str) -> String {
+        parse_request(None, body.as_bytes(), &three()).unwrap_err().message
     }
 
     #[test]
@@ -733,7 +628,8 @@ mod tests {
                           {"Age":38,"Sex":"female","Pclass":1}]"#;
         let lists = r#"[[3,"male",22],[1,"male",12],[1,"female",38]]"#;
         let columns = r#"{"Sex":["male","male","female"],"Pclass":[3,1,1],"Age":[22,12,38]}"#;
-        let rows = r#""data":[[22,"male",3],[12,"male",1],[38,"female",1]]"#;
+        let split = r#"{"index":[0,1,2],"columns":["Age","Sex","Pclass"],"data":[[22,"male",3],[12,"male",1],
+                        [38,"female",1]]}"#;
         let cases = [
             (format!(r#"{{"instances":{objects}}}"#), Instances),
             (format!(r#"{{"instances":{lists}}}"#), Instances),
@@ -742,20 +638,17 @@ mod tests {
             (format!(r#"{{"inputs":{lists}}}"#), Inputs),
             (format!(r#"{{"inputs":{columns}}}"#), Inputs),
             (format!(r#"{{"dataframe_records":{objects}}}"#), DataframeRecords),
-            (
-                format!(r#"{{"dataframe_split":{{"index":[0,1,2],"columns":["Age","Sex","Pclass"],{rows}}}}}"#),
-                DataframeSplit,
-            ),
+            (format!(r#"{{"dataframe_split":{split}}}"#), DataframeSplit),
             (format!(r#"{{"dataframe_split":{{"data":{lists}}}}}"#), DataframeSplit),
         ];
         for (body, format) in cases {
-            let request = parse(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            let request = parse("application/json", &body).unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!((request.records, request.format, request.return_probabilities), (passengers(), format, false));
         }
-        let csv = "Age,Sex,Pclass\n22,male,3\n12,male,1\n38,female,1\n";
-        let request = parse_request(Some("Text/CSV; charset=utf-8"), csv.as_bytes(), &three()).unwrap();
+        let request = parse("Text/CSV; charset=utf-8", "Age,Sex,Pclass\n22,male,3\n12,male,1\n38,female,1\n").unwrap();
         assert_eq!((request.records, request.format), (passengers(), Csv));
-        let request = parse(&format!(r#"{{"instances":{objects},"return_probabilities":true}}"#)).unwrap();
+        let request = parse("application/json", &format!(r#"{{"instances":{lists},"return_probabilities":true}}"#));
+        let request = request.unwrap();
         assert!(request.return_probabilities);
         // The records feed the preprocessing as they are.
         use crate::preprocess::{FeatureKind, FeatureSpec, Preprocessor};
@@ -770,118 +663,98 @@ mod tests {
 
     #[test]
     fn missing_values_are_null_or_absent_and_allowed() {
-        let r = parse(r#"{"instances":[{"Sex":"male","Age":null},[null,"female",4]]}"#).unwrap();
+        let r = parse("application/json", r#"{"instances":[{"Sex":"male","Age":null},[null,"female",4]]}"#).unwrap();
         assert_eq!(
             r.records,
-            vec![json!({"Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": "female", "Age": 4})]
+            [json!({"Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": "female", "Age": 4})]
         );
-        let r = parse(r#"{"dataframe_split":{"columns":["Age"],"data":[[null]]}}"#).unwrap();
-        assert_eq!(r.records, vec![json!({"Age": null})]);
-        let csv = b"Pclass,Sex,Age\n3,male,\n,NA,2.5\n";
-        let r = parse_request(Some("text/csv"), csv, &three()).unwrap();
-        assert_eq!(
-            r.records,
-            vec![json!({"Pclass": 3, "Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": null, "Age": 2.5})]
-        );
+        let r = parse("application/json", r#"{"dataframe_split":{"columns":["Age"],"data":[[null]]}}"#).unwrap();
+        assert_eq!(r.records, [json!({"Age": null})]);
+        let r = parse("text/csv", "Pclass,Sex,Age\n3,male,\n,NA,2.5\n").unwrap();
+        let expected =
+            [json!({"Pclass": 3, "Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": null, "Age": 2.5})];
+        assert_eq!(r.records, expected);
     }
 
     #[test]
     fn unknown_fields_name_the_instance_and_the_closest_field() {
-        let body = r#"{"instances":[{"Age":22},{"Pclass":1,"age":12}]}"#;
+        let titanic = names(&["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]);
+        let error = |body: &str| parse_request(None, body.as_bytes(), &titanic).unwrap_err().message;
         assert_eq!(
-            error(body, &titanic()),
-            r#"instances[1].age: unknown field; the model's fields are Pclass, Sex, Age, SibSp, Parch, Fare, Embarked (did you mean "Age"?)"#
+            error(r#"{"instances":[{"Age":22},{"Pclass":1,"age":12}]}"#),
+            "instances[1].age: unknown field; the model's fields are Pclass, Sex, Age, SibSp, Parch, Fare, Embarked \
+             (did you mean \"Age\"?)"
         );
-        let e = error(r#"{"dataframe_records":[{"Embarkd":"S"}]}"#, &titanic());
-        assert!(
-            e.starts_with("instances[0].Embarkd: unknown field;") && e.ends_with(r#"(did you mean "Embarked"?)"#),
-            "{e}"
-        );
-        let e = error(r#"{"inputs":{"Cabin":["C85"]}}"#, &titanic());
+        let e = error(r#"{"dataframe_records":[{"Embarkd":"S"}]}"#);
+        assert!(e.starts_with("instances[0].Embarkd: unknown field;") && e.ends_with(r#"(did you mean "Embarked"?)"#));
+        let e = error(r#"{"inputs":{"Cabin":["C85"]}}"#);
         assert!(e.starts_with("instances[0].Cabin: unknown field;") && !e.contains("did you mean"), "{e}");
-        let e = parse_request(Some("text/csv"), b"Pclass,Name\n1,A\n2,B\n", &three()).unwrap_err().message;
-        assert!(e.starts_with("instances[0].Name: unknown field;"), "{e}");
-        let e = error(r#"{"instances":[{"Age":1},{"Age":[22]}]}"#, &three());
-        assert_eq!(
-            e,
-            "instances[1].Age: expected a number, string, boolean or null, got a list; send one plain value per field"
-        );
+        let e = parse("text/csv", "Pclass,Name\n1,A\n2,B\n").unwrap_err().message;
+        assert!(e.starts_with("instances[0].Name: unknown field; the model's fields are Pclass, Sex, Age"), "{e}");
+        let e = error(r#"{"instances":[{"Age":1},{"Age":[22]}]}"#);
+        assert_eq!(e, "instances[1].Age: expected a number, string, boolean or null, got a list; send one value");
     }
 
     #[test]
     fn the_body_needs_exactly_one_data_key() {
-        let e = error(r#"{"instances":[],"dataframe_records":[]}"#, &three());
-        assert!(e.contains("exactly one of the keys instances, inputs, dataframe_split, dataframe_records, found instances, dataframe_records"), "{e}");
-        let e = error(r#"{"params":{}}"#, &three());
-        assert!(e.contains("dataframe_records, found params;"), "{e}");
-        assert!(error("{}", &three()).contains("found no keys;"));
-        let e = error(r#"{"instance":[{"Age":1}]}"#, &three());
-        assert!(
-            e.starts_with(r#"unknown key "instance" in the request body"#)
-                && e.ends_with(r#"(did you mean "instances"?)"#),
-            "{e}"
-        );
-        let e = error(r#"{"instances":[{"Age":1}],"return_probabilities":"yes"}"#, &three());
+        let e = error(r#"{"instances":[],"dataframe_records":[]}"#);
+        let accepted = "exactly one of the keys instances, inputs, dataframe_split, dataframe_records";
+        assert!(e.contains(&format!("{accepted}, found instances, dataframe_records;")), "{e}");
+        assert!(error(r#"{"params":{}}"#).contains(&format!("{accepted}, found params;")));
+        assert!(error("{}").contains("found no keys;"));
+        let e = error(r#"{"instance":[{"Age":1}]}"#);
+        assert!(e.starts_with(r#"unknown key "instance" in the request body; accepted keys are instances, inputs"#));
+        assert!(e.ends_with(r#"(did you mean "instances"?)"#), "{e}");
+        let e = error(r#"{"instances":[{"Age":1}],"return_probabilities":"yes"}"#);
         assert_eq!(e, r#"return_probabilities: expected true or false, got the string "yes""#);
     }
 
     #[test]
     fn rows_and_columns_must_fit() {
-        let e = error(r#"{"instances":[[3,"male",22],[1,"male"]]}"#, &three());
         assert_eq!(
-            e,
-            "instances[1]: expected 3 values in the model's field order (Pclass, Sex, Age), got 2; send one value per field (null when missing), or an object of field names to values"
+            error(r#"{"instances":[[3,"male",22],[1,"male"]]}"#),
+            "instances[1]: expected 3 values, one per field in the order Pclass, Sex, Age, got 2; send null for a \
+             missing value"
         );
-        let e = error(r#"{"inputs":{"Age":[22,12],"Sex":["male"]}}"#, &three());
         assert_eq!(
-            e,
-            "inputs: columns have different lengths (Age has 2 values, Sex has 1); send one value per instance in every column"
+            error(r#"{"inputs":{"Age":[22,12],"Sex":["male"]}}"#),
+            "inputs: columns differ in length (Age has 2 values, Sex has 1); send one per instance"
         );
-        let e = error(r#"{"dataframe_split":{"columns":["Age","Sex"],"data":[[1,"male"],[2]]}}"#, &three());
-        assert_eq!(e, "instances[1]: the row has 1 values but dataframe_split.columns names 2 (Age, Sex)");
-        let e = error(r#"{"dataframe_split":{"columns":["Age","Age"],"data":[[1,2]]}}"#, &three());
-        assert!(e.contains(r#""Age" appears twice"#), "{e}");
-        let e = error(r#"{"instances":[3]}"#, &three());
-        assert!(
-            e.starts_with("instances[0]: expected an object of field values or a list of 3 values")
-                && e.ends_with("got the number 3"),
-            "{e}"
-        );
+        let e = error(r#"{"dataframe_split":{"columns":["Age","Sex"],"data":[[1,"male"],[2]]}}"#);
+        assert!(e.starts_with("instances[1]: expected 2 values, one per field in the order Age, Sex, got 1;"), "{e}");
+        let e = error(r#"{"dataframe_split":{"columns":["Age","Age"],"data":[[1,2]]}}"#);
+        assert_eq!(e, r#"dataframe_split.columns: "Age" appears twice; name each field once"#);
+        let e = error(r#"{"instances":[3]}"#);
+        assert_eq!(e, "instances[0]: expected an object of field values or a list of 3 values, got the number 3");
+        assert!(error(r#"{"inputs":{"Age":1}}"#).starts_with("inputs.Age: expected a list of values"));
     }
 
     #[test]
     fn malformed_bodies_are_explained() {
-        let e = error("{\"instances\": [\n{\"Age\": 22,}]}", &three());
-        assert!(e.starts_with("the request body is not valid JSON: ") && e.contains("line 2 column 12"), "{e}");
+        let e = error("{\"instances\": [\n{\"Age\": 22,}]}");
+        assert!(e.starts_with("the request body is not valid JSON: ") && e.contains("at line 2 column 12"), "{e}");
+        assert_eq!(error("[1]"), format!("the request body must be a JSON object such as {EXAMPLE}, got a list"));
+        assert!(error(" \n").starts_with("the request body is empty;"));
+        assert_eq!(error(r#"{"instances":[]}"#), "instances is empty; send at least one instance");
+        assert_eq!(error(r#"{"inputs":{}}"#), "inputs is empty; send at least one instance");
         assert_eq!(
-            error("[1]", &three()),
-            format!("the request body must be a JSON object such as {EXAMPLE}, got a list")
-        );
-        assert!(error("  ", &three()).starts_with("the request body is empty;"));
-        assert_eq!(error(r#"{"instances":[]}"#, &three()), "instances is empty; send at least one instance");
-        assert_eq!(error(r#"{"inputs":{}}"#, &three()), "inputs is empty; send at least one instance");
-        assert_eq!(
-            error(r#"{"dataframe_split":{"data":[]}}"#, &three()),
+            error(r#"{"dataframe_split":{"data":[]}}"#),
             "dataframe_split.data is empty; send at least one instance"
         );
     }
 
     #[test]
     fn csv_handles_quotes_crlf_and_reports_bad_rows() {
-        let csv = "Sex,\"Age\",Pclass\r\n\"ma,le\",22,3\r\n\"say \"\"hi\"\"\",1e1,1\r\n";
-        let r = parse_request(Some("text/csv"), csv.as_bytes(), &three()).unwrap();
+        let r = parse("text/csv", "Sex,\"Age\",Pclass\r\n\"ma,le\",22,3\r\n\"say \"\"hi\"\"\",1e1,1\r\n").unwrap();
         assert_eq!(
             r.records,
-            vec![
-                json!({"Sex": "ma,le", "Age": 22, "Pclass": 3}),
-                json!({"Sex": "say \"hi\"", "Age": 10.0, "Pclass": 1})
-            ]
+            [json!({"Sex": "ma,le", "Age": 22, "Pclass": 3}), json!({"Sex": "say \"hi\"", "Age": 10.0, "Pclass": 1})]
         );
-        let e = parse_request(Some("text/csv"), b"Age,Sex\n1,male\n2\n", &three()).unwrap_err().message;
+        let e = parse("text/csv", "Age,Sex\n1,male\n2\n").unwrap_err().message;
         assert_eq!(e, "malformed CSV at line 3: expected 2 fields like the header, found 1");
-        let e = parse_request(Some("text/csv"), b"Age,Sex\n", &three()).unwrap_err().message;
-        assert!(e.starts_with("the CSV body has no data rows"), "{e}");
-        let e = parse_request(Some("text/csv"), b"Age,,Sex\n1,2,3\n", &three()).unwrap_err().message;
+        assert!(parse("text/csv", "Age,Sex\n").unwrap_err().message.starts_with("the CSV body has no data rows"));
+        assert!(parse("text/csv", "").unwrap_err().message.starts_with("the CSV body has no data rows"));
+        let e = parse("text/csv", "Age,,Sex\n1,2,3\n").unwrap_err().message;
         assert!(e.starts_with("CSV header: column 2 has no name"), "{e}");
     }
 
@@ -891,7 +764,7 @@ mod tests {
 
     #[test]
     fn infer_reads_both_layouts() {
-        let per_field = json!({"id": "r1", "inputs": [
+        let per_field = json!({"id": "r1", "parameters": {}, "inputs": [
             {"name": "Age", "shape": [3], "datatype": "INT64", "data": [22, 12, 38]},
             {"name": "Sex", "shape": [3, 1], "datatype": "BYTES", "data": [["male"], ["male"], ["female"]]},
             {"name": "Pclass", "shape": [3], "datatype": "FP32", "data": [3, 1, 1], "parameters": {}}]});
@@ -902,6 +775,8 @@ mod tests {
         let nested = json!({"inputs": [{"name": "x", "shape": [3, 3], "datatype": "BYTES",
             "data": [[3, "male", 22], [1, "male", 12], [1, "female", 38]]}]});
         assert_eq!(infer(nested).unwrap().records, passengers());
+        let missing = json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP64", "data": [null, 1.5]}]});
+        assert_eq!(infer(missing).unwrap().records, [json!({"Age": null}), json!({"Age": 1.5})]);
     }
 
     #[test]
@@ -915,38 +790,42 @@ mod tests {
         assert_eq!(e, r#"inputs[0] (Age).data[1]: datatype FP32 takes numbers, got the string "x""#);
         let e = one(json!({"name": "Age", "shape": [1], "datatype": "INT32", "data": [2.5]}));
         assert_eq!(e, "inputs[0] (Age).data[0]: datatype INT32 takes whole numbers, got the number 2.5");
+        let e = one(json!({"name": "Age", "shape": [1], "datatype": "UINT8", "data": [-1]}));
+        assert!(e.ends_with("takes non-negative whole numbers, got the number -1"), "{e}");
         let e = one(json!({"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}));
-        assert!(e.starts_with("inputs[0] (x): shape [1, 2] does not fit the model; a single input holding all fields needs shape [n, 3]"), "{e}");
-        let e = infer(json!({"inputs": [{"name": "age", "shape": [1], "datatype": "FP32", "data": [1]},
-            {"name": "Sex", "shape": [1], "datatype": "BYTES", "data": ["male"]}]}))
-        .unwrap_err()
-        .message;
+        assert!(
+            e.starts_with(
+                "inputs[0] (x): shape [1, 2] does not fit the model; a single input holding all fields \
+                               needs shape [n, 3] with the fields in the order Pclass, Sex, Age;"
+            ),
+            "{e}"
+        );
+        let age = |n: usize| json!({"name": "Age", "shape": [n], "datatype": "FP32", "data": vec![1; n]});
+        let sex = json!({"name": "Sex", "shape": [1], "datatype": "BYTES", "data": ["male"]});
+        let e = infer(json!({"inputs": [{"name": "age", "shape": [1], "datatype": "FP32", "data": [1]}, sex]}));
+        let e = e.unwrap_err().message;
         assert!(
             e.starts_with(r#"inputs: unknown input name "age" (did you mean "Age"?); name each input after"#),
             "{e}"
         );
-        let e = infer(json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP32", "data": [1, 2]},
-            {"name": "Sex", "shape": [1], "datatype": "BYTES", "data": ["male"]}]}))
-        .unwrap_err()
-        .message;
+        let e = infer(json!({"inputs": [age(2), sex]})).unwrap_err().message;
         assert_eq!(
             e,
-            "inputs[1] (Sex): has 1 values but inputs[0] (Age) has 2; every per-field input needs one value per instance"
+            "inputs[1] (Sex): has 1 values but inputs[0] (Age) has 2; send one value per instance in every input"
         );
+        let e = infer(json!({"inputs": [age(1), age(1)]})).unwrap_err().message;
+        assert_eq!(e, r#"inputs[1] (Age): the field "Age" is given twice; send one input per field"#);
         assert!(infer(json!({"inputs": []})).unwrap_err().message.starts_with("inputs is missing or empty"));
+        assert!(infer(json!({"inputs": [age(0)]})).unwrap_err().message.starts_with("the inputs hold no instances"));
         assert!(parse_infer(b"{", &three()).unwrap_err().message.contains("EOF while parsing"));
-    }
-
-    fn classified() -> Vec<Prediction> {
-        vec![
-            Prediction { value: json!(0), probabilities: Some(vec![0.75, 0.25]) },
-            Prediction { value: json!(1), probabilities: Some(vec![0.125, 0.875]) },
-        ]
     }
 
     #[test]
     fn renders_predictions() {
-        let preds = classified();
+        let preds = [
+            Prediction { value: json!(0), probabilities: Some(vec![0.75, 0.25]) },
+            Prediction { value: json!(1), probabilities: Some(vec![0.125, 0.875]) },
+        ];
         assert_eq!(render(RequestFormat::Instances, &preds, false), json!({"predictions": [0, 1]}));
         assert_eq!(
             render(RequestFormat::Csv, &preds, true),
@@ -960,10 +839,10 @@ mod tests {
                 {"name": "predict", "shape": [2], "datatype": "INT64", "data": [0, 1]},
                 {"name": "predict_proba", "shape": [2, 2], "datatype": "FP32", "data": [0.75, 0.25, 0.125, 0.875]}]})
         );
-        let labels = [Prediction { value: json!("yes"), probabilities: None }];
+        let labels = [json!("yes"), json!(2)].map(|value| Prediction { value, probabilities: None });
         let v = render_infer("m", "1", None, &labels);
         assert_eq!(v.get("id"), None);
-        assert_eq!(v["outputs"], json!([{"name": "predict", "shape": [1], "datatype": "BYTES", "data": ["yes"]}]));
+        assert_eq!(v["outputs"], json!([{"name": "predict", "shape": [2], "datatype": "BYTES", "data": ["yes", "2"]}]));
         assert_eq!(render_infer("m", "1", None, &regression)["outputs"][0]["datatype"], "FP64");
     }
 
@@ -975,30 +854,30 @@ mod tests {
             categories: categories.map(names),
             nullable: true,
         };
-        let input = Schema {
-            fields: vec![
-                field("Pclass", FieldType::Integer, None),
-                field("Sex", FieldType::Category, Some(&["female", "male"])),
-            ],
-        };
+        let sex = field("Sex", FieldType::Category, Some(&["female", "male"]));
+        let input = Schema { fields: vec![field("Pclass", FieldType::Integer, None), sex] };
         let output = Schema { fields: vec![field("Survived", FieldType::Category, Some(&["0", "1"]))] };
         assert_eq!(
-            model_metadata("titanic", &names(&["1", "2"]), "nimbus-hessboost", &input, &output),
-            json!({"name": "titanic", "versions": ["1", "2"], "platform": "nimbus-hessboost",
+            model_metadata("titanic", &names(&["1", "2"]), "nimbus", &input, &output),
+            json!({"name": "titanic", "versions": ["1", "2"], "platform": "nimbus",
                 "inputs": [{"name": "Pclass", "datatype": "FP32", "shape": [-1]},
                            {"name": "Sex", "datatype": "BYTES", "shape": [-1]}],
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]},
                             {"name": "predict_proba", "datatype": "FP32", "shape": [-1, 2]}]})
         );
         let output = Schema { fields: vec![field("Fare", FieldType::Float, None)] };
-        let v = model_metadata("fare", &[], "p", &input, &output);
+        let v = model_metadata("fare", &[], "nimbus", &input, &output);
         assert_eq!(v["outputs"], json!([{"name": "predict", "datatype": "FP64", "shape": [-1]}]));
+        let output = Schema { fields: vec![field("Class", FieldType::Category, Some(&["a", "b", "c"]))] };
+        let v = model_metadata("c", &[], "nimbus", &input, &output);
+        assert_eq!((&v["outputs"][0]["datatype"], &v["outputs"][1]["shape"]), (&json!("BYTES"), &json!([-1, 3])));
     }
 
     #[test]
-    fn edit_distance_counts_characters() {
+    fn suggestions_use_edit_distance_ignoring_case() {
         assert_eq!((edit_distance("age", "age"), edit_distance("embarkd", "embarked")), (0, 1));
         assert_eq!((edit_distance("", "abc"), edit_distance("kitten", "sitting")), (3, 3));
         assert_eq!(suggestion("SEX", ["Pclass", "Sex"]), r#" (did you mean "Sex"?)"#);
+        assert_eq!(suggestion("Cabin", ["Pclass", "Sex", "Age"]), "");
     }
 }

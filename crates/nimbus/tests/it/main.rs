@@ -9,5 +9,6 @@ mod crash;
 mod docs;
 mod pipelines;
 mod registry;
+mod serving;
 mod sigv4;
 mod store;
