@@ -17,7 +17,7 @@ use nimbus_store::Store;
 
 use crate::logs::{self, LogBook};
 use crate::metrics::FunctionMetrics;
-use crate::protocol::{self, Answer};
+use crate::protocol::{self, Answer, Protocol};
 use crate::spec::FunctionSpec;
 
 /// A model in memory, ready to answer.
@@ -121,6 +121,11 @@ impl Function {
     /// The registry group served.
     pub fn group(&self) -> &str {
         self.spec.model_group.as_deref().unwrap_or_default()
+    }
+
+    /// The version the selector names now, without loading it (for metadata).
+    pub async fn resolve(&self) -> Result<nimbus_registry::ModelVersion, RegistryError> {
+        self.registry.resolve(self.group(), &self.selector).await
     }
 
     /// What is loaded now, if anything.
@@ -242,9 +247,24 @@ impl Function {
         true
     }
 
-    /// Answers a prediction request body, with START/END/REPORT logging, the concurrency
-    /// limit and the timeout.
+    /// Answers a prediction request body (the seeds' and MLflow's forms, CSV).
     pub async fn invoke(&self, content_type: Option<&str>, body: &[u8]) -> Result<Invocation, InvokeError> {
+        self.run(Protocol::Predict, content_type, body).await
+    }
+
+    /// Answers an Open Inference Protocol v2 `infer` body.
+    pub async fn infer(&self, version: Option<i64>, body: &[u8]) -> Result<Invocation, InvokeError> {
+        self.run(Protocol::Infer { model: self.name.clone(), version }, None, body).await
+    }
+
+    /// Runs one invocation, with START/END/REPORT logging, the concurrency limit and the
+    /// timeout.
+    async fn run(
+        &self,
+        protocol: Protocol,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Invocation, InvokeError> {
         self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.spec.max_concurrency {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -259,12 +279,13 @@ impl Function {
         let work = async {
             let (loaded, init) = self.warm().await?;
             let answer = if body.len() > protocol::INLINE_BODY_BYTES {
-                let (ct, body, l) = (content_type.map(str::to_string), body.to_vec(), loaded.clone());
-                tokio::task::spawn_blocking(move || protocol::answer(&l, ct.as_deref(), &body))
+                let (ct, body, l, p) =
+                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
+                tokio::task::spawn_blocking(move || protocol::answer(&l, &p, ct.as_deref(), &body))
                     .await
                     .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
             } else {
-                protocol::answer(&loaded, content_type, body)
+                protocol::answer(&loaded, &protocol, content_type, body)
             };
             Ok::<_, InvokeError>((answer, init, loaded.size_mb))
         };

@@ -32,8 +32,45 @@ impl Answer {
     }
 }
 
-/// Predicts a request body with the loaded model.
-pub fn answer(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
+/// Which protocol a request speaks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Protocol {
+    /// The seeds' and MLflow's bodies (and CSV): `{"predictions": …}`.
+    Predict,
+    /// Open Inference Protocol v2 `infer`, for the model called `model` (the function), at
+    /// `version` when the path names one.
+    Infer { model: String, version: Option<i64> },
+}
+
+/// Answers a request body with the loaded model.
+pub fn answer(loaded: &Loaded, protocol: &Protocol, content_type: Option<&str>, body: &[u8]) -> Answer {
+    match protocol {
+        Protocol::Predict => predict(loaded, content_type, body),
+        Protocol::Infer { model, version } => infer(loaded, model, *version, body),
+    }
+}
+
+fn infer(loaded: &Loaded, model: &str, version: Option<i64>, body: &[u8]) -> Answer {
+    if let Some(v) = version.filter(|v| *v != loaded.version) {
+        return Answer::json(
+            404,
+            &json!({ "error": format!("model {model} serves version {}, not version {v}", loaded.version) }),
+        );
+    }
+    let request = match protocols::parse_infer(body, &loaded.fields) {
+        Ok(r) => r,
+        Err(e) => return Answer::bad_request(e),
+    };
+    match loaded.predictor.predict_records(&request.records) {
+        Ok(preds) => Answer::json(
+            200,
+            &protocols::render_infer(model, &loaded.version.to_string(), request.id.as_deref(), &preds),
+        ),
+        Err(e) => Answer::bad_request(e),
+    }
+}
+
+fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
     let request = match protocols::parse_request(content_type, body, &loaded.fields) {
         Ok(r) => r,
         Err(e) => return Answer::bad_request(e),

@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// First path segments the server keeps for itself; no API may take these names.
+pub const RESERVED_NAMES: [&str; 3] = ["v2", "metrics", "2015-03-31"];
+
 /// Methods a route may name (`ANY` matches all).
 pub const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"];
 
@@ -111,6 +114,9 @@ impl ApiSpec {
     /// Checks the declaration; the error names the field and the fix.
     pub fn validate(&self, name: &str) -> Result<(), String> {
         nimbus_core::names::resource("API name", name).map_err(|e| e.to_string())?;
+        if RESERVED_NAMES.contains(&name) {
+            return Err(format!("API name {name:?} is reserved (the server uses /{name}/); choose another name"));
+        }
         if self.routes.is_empty() {
             return Err(
                 "routes: declare at least one route, e.g. \"POST /predict\" = { function = \"predict\" }".into()

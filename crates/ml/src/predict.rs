@@ -64,14 +64,26 @@ impl Predictor {
         Ok(self.booster.predict_rows(x, Iterations::Best)?.as_slice().to_vec())
     }
 
-    /// Predicts JSON records (objects of raw feature values).
-    pub fn predict_records(&self, records: &[Value]) -> Result<Vec<Prediction>, MlError> {
+    /// Raw margins for an encoded matrix, before the objective's transform (XGBoost's
+    /// `predict(output_margin=True)`): one per row, or one per class and row for multiclass.
+    pub fn predict_margin_matrix(&self, x: &[f32]) -> Result<Vec<f32>, MlError> {
+        Ok(self.booster.predict_margin_rows(x, Iterations::Best)?.as_slice().to_vec())
+    }
+
+    /// Encodes JSON records (objects of raw feature values) into a row-major matrix for
+    /// [`Self::predict_matrix`].
+    pub fn encode_records(&self, records: &[Value]) -> Result<Vec<f32>, MlError> {
         let width = self.pre.width();
         let mut x = vec![0f32; records.len() * width];
         for (i, r) in records.iter().enumerate() {
             self.pre.encode_record(r, i, &mut x[i * width..(i + 1) * width])?;
         }
-        let out = self.predict_matrix(&x)?;
+        Ok(x)
+    }
+
+    /// Predicts JSON records (objects of raw feature values).
+    pub fn predict_records(&self, records: &[Value]) -> Result<Vec<Prediction>, MlError> {
+        let out = self.predict_matrix(&self.encode_records(records)?)?;
         Ok(match self.task {
             Task::Binary => out
                 .iter()

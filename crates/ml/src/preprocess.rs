@@ -4,9 +4,13 @@
 //! - Only the `feature_columns` are used, in that order; other fields are ignored.
 //! - A numeric feature takes numbers; a missing value (empty field, absent key or `null`)
 //!   stays missing (NaN), and each tree sends it the way training found best.
-//! - A categorical feature is encoded as the index of its value in the sorted list of
-//!   categories seen in training, and split on natively by the trees. A category not seen in
-//!   training, like a missing value, is treated as missing.
+//! - A categorical feature is encoded as the position of its value in its list of categories
+//!   (training stores the categories it saw, sorted; an imported XGBoost model keeps its own
+//!   code order), and split on natively by the trees. A category not in the list, like a
+//!   missing value, is treated as missing.
+//! - A labelled feature (imported XGBoost models trained on label-encoded columns) takes a
+//!   label, encoded as its position in `labels`, or a number, which is the code itself. An
+//!   unknown label is missing.
 
 use hessboost::data::FeatureType;
 use nimbus_core::schema::{Field, FieldType, Schema};
@@ -26,8 +30,16 @@ pub enum FeatureKind {
         #[serde(default)]
         integer: bool,
     },
-    /// A category, encoded as its index in `categories`.
+    /// A category, encoded as its position in `categories`; numbers are looked up by their text.
     Categorical { categories: Vec<String> },
+    /// A label-encoded feature: a label is encoded as its position in `labels`, a number is
+    /// taken as the code itself.
+    Labelled {
+        labels: Vec<String>,
+        /// Whether the trees split it as a category (XGBoost type `c`) rather than as a number.
+        #[serde(default)]
+        categorical: bool,
+    },
 }
 
 /// One input feature.
@@ -104,8 +116,12 @@ impl Preprocessor {
         self.features
             .iter()
             .map(|f| match f.kind {
-                FeatureKind::Numeric { .. } => FeatureType::Numerical,
-                FeatureKind::Categorical { .. } => FeatureType::Categorical,
+                FeatureKind::Numeric { .. } | FeatureKind::Labelled { categorical: false, .. } => {
+                    FeatureType::Numerical
+                }
+                FeatureKind::Categorical { .. } | FeatureKind::Labelled { categorical: true, .. } => {
+                    FeatureType::Categorical
+                }
             })
             .collect()
     }
@@ -128,12 +144,20 @@ impl Preprocessor {
                         categories: None,
                         nullable: true,
                     },
-                    FeatureKind::Categorical { categories } => Field {
-                        name: f.name.clone(),
-                        kind: FieldType::Category,
-                        categories: Some(categories.clone()),
-                        nullable: true,
-                    },
+                    FeatureKind::Categorical { categories: labels } | FeatureKind::Labelled { labels, .. }
+                        if !labels.is_empty() =>
+                    {
+                        Field {
+                            name: f.name.clone(),
+                            kind: FieldType::Category,
+                            categories: Some(labels.clone()),
+                            nullable: true,
+                        }
+                    }
+                    // Unlabelled codes.
+                    FeatureKind::Categorical { .. } | FeatureKind::Labelled { .. } => {
+                        Field { name: f.name.clone(), kind: FieldType::Integer, categories: None, nullable: true }
+                    }
                 })
                 .collect(),
         }
@@ -163,6 +187,18 @@ impl Preprocessor {
                     for r in 0..rows {
                         if let Some(text) = column.text_at(r) {
                             out[r * width + j] = category_code(categories, &text);
+                        }
+                    }
+                }
+                (FeatureKind::Labelled { .. }, ColumnData::Numeric(v)) => {
+                    for (r, x) in v.iter().enumerate() {
+                        out[r * width + j] = *x as f32;
+                    }
+                }
+                (FeatureKind::Labelled { labels, .. }, ColumnData::Text(v)) => {
+                    for (r, text) in v.iter().enumerate() {
+                        if let Some(text) = text {
+                            out[r * width + j] = label_code(labels, text);
                         }
                     }
                 }
@@ -201,11 +237,24 @@ impl Preprocessor {
                         kind_of(other)
                     )));
                 }
+                (Some(Value::Number(n)), FeatureKind::Labelled { .. }) => n.as_f64().unwrap_or(f64::NAN) as f32,
+                (Some(Value::String(s)), FeatureKind::Labelled { labels, .. }) => label_code(labels, s),
+                (Some(Value::Bool(b)), FeatureKind::Labelled { labels, .. }) => {
+                    category_code(labels, if *b { "true" } else { "false" })
+                }
                 (Some(other), FeatureKind::Categorical { categories }) => {
                     return Err(MlError::Input(format!(
                         "instances[{index}].{}: expected one of {:?}, got {}",
                         f.name,
                         categories,
+                        kind_of(other)
+                    )));
+                }
+                (Some(other), FeatureKind::Labelled { labels, .. }) => {
+                    return Err(MlError::Input(format!(
+                        "instances[{index}].{}: expected one of {:?} or a number (the code), got {}",
+                        f.name,
+                        labels,
                         kind_of(other)
                     )));
                 }
@@ -215,9 +264,24 @@ impl Preprocessor {
     }
 }
 
-/// The code of a category, NaN (missing) when training never saw it.
+/// The code of a category: its position in `categories`, NaN (missing) when it is not there.
+/// Trained models keep their categories sorted, which a binary search finds at once; imported
+/// lists in code order need not be sorted, so a miss falls back to a scan.
 fn category_code(categories: &[String], value: &str) -> f32 {
-    categories.binary_search_by(|c| c.as_str().cmp(value)).map(|i| i as f32).unwrap_or(f32::NAN)
+    match categories.binary_search_by(|c| c.as_str().cmp(value)) {
+        Ok(i) => i as f32,
+        Err(_) => categories.iter().position(|c| c == value).map(|i| i as f32).unwrap_or(f32::NAN),
+    }
+}
+
+/// The code of a labelled feature's text: the label's position, else the text as a number
+/// (a code sent as text), else NaN (an unknown label is missing).
+fn label_code(labels: &[String], text: &str) -> f32 {
+    let code = category_code(labels, text);
+    if !code.is_nan() {
+        return code;
+    }
+    text.trim().parse::<f32>().ok().filter(|v| v.is_finite()).unwrap_or(f32::NAN)
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -260,6 +324,50 @@ mod tests {
         let schema = p.input_schema();
         assert_eq!(schema.fields[0].kind, FieldType::Integer);
         assert_eq!(schema.fields[1].categories.as_deref(), Some(&["female".to_string(), "male".to_string()][..]));
+    }
+
+    #[test]
+    fn labelled_features_take_labels_or_codes_and_categories_need_not_be_sorted() {
+        let labelled = |name: &str, labels: &[&str], categorical| FeatureSpec {
+            name: name.into(),
+            kind: FeatureKind::Labelled { labels: cols(labels), categorical },
+        };
+        let p = Preprocessor {
+            features: vec![
+                labelled("Sex", &["male", "female"], false),
+                labelled("Code", &[], true),
+                FeatureSpec {
+                    name: "Port".into(),
+                    kind: FeatureKind::Categorical { categories: cols(&["S", "C", "Q"]) },
+                },
+            ],
+        };
+        let mut row = [0.0f32; 3];
+        p.encode_record(&serde_json::json!({"Sex": "female", "Code": 4, "Port": "Q"}), 0, &mut row).unwrap();
+        assert_eq!(row, [1.0, 4.0, 2.0]);
+        p.encode_record(&serde_json::json!({"Sex": 0, "Code": "7", "Port": "S"}), 0, &mut row).unwrap();
+        assert_eq!(row, [0.0, 7.0, 0.0], "numbers and numeric text are codes");
+        p.encode_record(&serde_json::json!({"Sex": "robot", "Code": true, "Port": "X"}), 0, &mut row).unwrap();
+        assert!(row.iter().all(|v| v.is_nan()), "unknown labels are missing");
+        let err = p.encode_record(&serde_json::json!({"Sex": [1]}), 2, &mut row).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "instances[2].Sex: expected one of [\"male\", \"female\"] or a number (the code), got an array"
+        );
+
+        let t = Table::from_csv(b"Sex,Code,Port\nfemale,3,C\nmale,,Q\n1,0,\n", "t.csv").unwrap();
+        let x: Vec<String> = p.transform_table(&t).unwrap().iter().map(f32::to_string).collect();
+        assert_eq!(x, ["1", "3", "1", "0", "NaN", "2", "1", "0", "NaN"], "labels, codes as numbers or text");
+
+        assert_eq!(p.feature_types(), [FeatureType::Numerical, FeatureType::Categorical, FeatureType::Categorical]);
+        let schema = p.input_schema();
+        assert_eq!(schema.fields[0].kind, FieldType::Category);
+        assert_eq!(schema.fields[0].categories, Some(cols(&["male", "female"])));
+        assert_eq!(schema.fields[1].kind, FieldType::Integer, "codes without labels");
+        assert_eq!(
+            serde_json::to_value(&p.features[0]).unwrap(),
+            serde_json::json!({"name": "Sex", "kind": "labelled", "labels": ["male", "female"], "categorical": false})
+        );
     }
 
     #[test]

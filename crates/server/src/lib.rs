@@ -10,6 +10,7 @@ mod auth;
 mod config;
 pub mod error;
 mod invoke;
+mod oip;
 mod state;
 
 pub use config::ServerConfig;
@@ -148,6 +149,7 @@ pub fn app(state: AppState) -> Router {
         .route("/_nimbus/{*rest}", axum::routing::any(error::not_found))
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke::invoke))
         .route("/metrics", axum::routing::get(invoke::metrics))
+        .nest("/v2", oip::router())
         .fallback(gateway)
         .with_state(state)
 }

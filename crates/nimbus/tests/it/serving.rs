@@ -353,3 +353,52 @@ fn an_idle_function_scales_to_zero_and_cold_starts_again() {
     assert_eq!(logs.matches("\tInit Duration: ").count(), 2, "two cold starts: {logs}");
     assert!(logs.contains("ModelUnavailable"), "the failed first call is logged: {logs}");
 }
+
+#[test]
+fn the_open_inference_protocol_v2_serves_model_functions() {
+    let n = deployed(&Backend::Sqlite);
+    let get = |path: &str| {
+        let (status, body) = n.http("GET", path, b"", None);
+        (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    assert_eq!(get("/v2/health/live"), (200, json!({"live": true})));
+    assert_eq!(get("/v2/health/ready"), (200, json!({"ready": true})));
+    let (status, meta) = get("/v2/models/predict");
+    assert_eq!(status, 200);
+    assert_eq!((meta["name"].as_str(), meta["versions"].clone()), (Some("predict"), json!(["1"])));
+    let inputs: Vec<&str> = meta["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(inputs, ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]);
+    assert_eq!(get("/v2/models/predict/versions/1").0, 200);
+    assert_eq!(get("/v2/models/predict/versions/2").0, 404);
+    assert_eq!(get("/v2/models/nope").0, 404);
+    assert_eq!(get("/v2/models/predict/ready").1["ready"], true);
+
+    // One input per field, and one [n, 7] tensor in the model's field order: the same answer.
+    let per_field = json!({"id": "r1", "inputs": [
+        {"name": "Age", "shape": [3], "datatype": "FP64", "data": [22, 12, 38]},
+        {"name": "Sex", "shape": [3], "datatype": "BYTES", "data": ["male", "male", "female"]},
+        {"name": "Pclass", "shape": [3, 1], "datatype": "INT64", "data": [3, 1, 1]}
+    ]});
+    let (status, _, text) = post(&n, "/v2/models/predict/infer", "application/json", per_field.to_string());
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["model_name"].as_str(), v["model_version"].as_str(), v["id"].as_str()),
+        (Some("predict"), Some("1"), Some("r1"))
+    );
+    assert_eq!(v["outputs"][0]["name"], "predict");
+    assert_eq!(v["outputs"][0]["data"], json!([0, 0, 1]));
+    assert_eq!(v["outputs"][1]["shape"], json!([3, 2]));
+    let (_, seeds) = post_json(&n, "/titanic/prod/predict", SEEDS_SAMPLE);
+    assert_eq!(v["outputs"][0]["data"], seeds["predictions"], "the same model as the gateway route");
+    let tensor = json!({"inputs": [{"name": "x", "shape": [1, 7], "datatype": "BYTES",
+        "data": [3, "male", 22, null, null, null, null]}]});
+    let (status, _, text) = post(&n, "/v2/models/predict/versions/1/infer", "application/json", tensor.to_string());
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = post(&n, "/v2/models/predict/versions/9/infer", "application/json", tensor.to_string());
+    assert_eq!(status, 404, "{text}");
+    let bad = json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP64", "data": [22]}]});
+    let (status, _, text) = post(&n, "/v2/models/predict/infer", "application/json", bad.to_string());
+    assert_eq!(status, 400, "{text}");
+    assert!(serde_json::from_str::<Value>(&text).unwrap()["error"].as_str().unwrap().contains("shape"), "{text}");
+}
