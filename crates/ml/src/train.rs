@@ -212,11 +212,13 @@ pub fn importance(model: &BoostedModel, pre: &Preprocessor) -> Vec<(String, f64)
     out
 }
 
-/// The label of class `index`, as the target had it.
+/// The label of class `index`, as the target had it (numbers as JSON numbers).
 pub fn class_label(classes: &[String], index: usize) -> Value {
     let text = classes.get(index).cloned().unwrap_or_default();
     match text.parse::<f64>() {
-        Ok(v) if format_number(v) == text => serde_json::json!(v as i64),
+        // Whole numbers answer as JSON integers (0/1 as the seeds expect), other numbers as numbers.
+        Ok(v) if format_number(v) == text && v.fract() == 0.0 => serde_json::json!(v as i64),
+        Ok(v) if format_number(v) == text => serde_json::json!(v),
         _ => Value::String(text),
     }
 }

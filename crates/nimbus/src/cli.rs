@@ -228,11 +228,34 @@ pub enum ModelsCommand {
     Import {
         group: String,
         file: PathBuf,
-        /// Model file format
+        /// Model file format: native (a nimbus bundle) or xgboost-json (Python's save_model("m.json"))
         #[arg(long, default_value = "native")]
         format: String,
         #[arg(long)]
         description: Option<String>,
+        /// xgboost-json: labels of a label-encoded feature in code order, e.g. Sex=male,female (repeatable)
+        #[arg(long, value_name = "FEATURE=LABELS")]
+        category: Vec<String>,
+        /// xgboost-json: input names when the model has none, comma separated
+        #[arg(long)]
+        feature_names: Option<String>,
+        /// xgboost-json: class labels, comma separated (default 0, 1, …)
+        #[arg(long)]
+        classes: Option<String>,
+        /// xgboost-json: the target's name, for the schema
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Write a version's model file: XGBoost JSON (loadable by Python xgboost) or the native bundle
+    Export {
+        /// GROUP/VERSION
+        target: String,
+        /// xgboost-json or native
+        #[arg(long, default_value = "xgboost-json")]
+        format: String,
+        /// Output file (default: stdout)
+        #[arg(short, long)]
+        output_file: Option<PathBuf>,
     },
     /// The group's audit trail: registrations, approvals, alias moves
     Events { group: String },

@@ -116,13 +116,32 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 }
             }
         }
-        ModelsCommand::Import { group, file, format, description } => {
+        ModelsCommand::Import { group, file, format, description, category, feature_names, classes, target } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
-            let mut query = vec![("format", format.as_str())];
-            if let Some(d) = description.as_deref() {
-                query.push(("description", d));
+            if format == "native" && (!category.is_empty() || feature_names.is_some() || classes.is_some()) {
+                return Err(CliError::Input(
+                    "--category, --feature-names and --classes apply to --format xgboost-json".into(),
+                ));
             }
+            let mut owned: Vec<(String, String)> = vec![("format".into(), format.clone())];
+            for c in &category {
+                let (feature, labels) = c.split_once('=').ok_or_else(|| {
+                    CliError::Input(format!("--category {c:?} must be FEATURE=LABEL0,LABEL1,… (e.g. Sex=male,female)"))
+                })?;
+                owned.push((format!("category.{}", feature.trim()), labels.to_string()));
+            }
+            for (k, v) in [
+                ("description", &description),
+                ("feature_names", &feature_names),
+                ("classes", &classes),
+                ("target", &target),
+            ] {
+                if let Some(v) = v {
+                    owned.push((k.to_string(), v.clone()));
+                }
+            }
+            let query: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let answer = client
                 .send("POST", &format!("{}/imports", group_path(&group)), &query, bytes, Some("application/json"))
                 .await?;
@@ -136,6 +155,33 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                     cell(&v["status"]),
                     cell(&v["artifact"]["uri"])
                 ),
+            }
+        }
+        ModelsCommand::Export { target, format, output_file } => {
+            let (group, version) = target
+                .split_once('/')
+                .filter(|(_, v)| v.parse::<i64>().is_ok())
+                .ok_or_else(|| CliError::Input(format!("{target:?} must be GROUP/VERSION, e.g. titanic/1")))?;
+            let answer = client
+                .send(
+                    "GET",
+                    &format!("{}/versions/{version}/export", group_path(group)),
+                    &[("format", format.as_str())],
+                    Vec::new(),
+                    None,
+                )
+                .await?;
+            match output_file {
+                Some(path) => {
+                    std::fs::write(&path, &answer.body)
+                        .map_err(|e| CliError::Failure(format!("cannot write {}: {e}", path.display())))?;
+                    println!(
+                        "wrote {group} version {version} as {format} to {} ({} bytes)",
+                        path.display(),
+                        answer.body.len()
+                    );
+                }
+                None => println!("{}", String::from_utf8_lossy(&answer.body)),
             }
         }
         ModelsCommand::Events { group } => {

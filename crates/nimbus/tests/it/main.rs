@@ -12,3 +12,4 @@ mod registry;
 mod serving;
 mod sigv4;
 mod store;
+mod xgboost_models;

@@ -36,6 +36,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/model-groups/{group}/imports"),
     ("GET", "/model-groups/{group}/versions/{version}"),
     ("PATCH", "/model-groups/{group}/versions/{version}"),
+    ("GET", "/model-groups/{group}/versions/{version}/export"),
     ("GET", "/model-groups/{group}/aliases"),
     ("PUT", "/model-groups/{group}/aliases/{alias}"),
     ("DELETE", "/model-groups/{group}/aliases/{alias}"),
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/model-groups/{group}/versions", get(models::list_versions).post(models::register_version))
         .route("/model-groups/{group}/imports", axum::routing::post(models::import_version))
         .route("/model-groups/{group}/versions/{version}", get(models::describe_version).patch(models::update_version))
+        .route("/model-groups/{group}/versions/{version}/export", get(models::export_version))
         .route("/model-groups/{group}/aliases", get(models::list_aliases))
         .route("/model-groups/{group}/aliases/{alias}", put(models::set_alias).delete(models::delete_alias))
         .route("/model-groups/{group}/resolve", get(models::resolve))

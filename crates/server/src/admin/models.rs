@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use nimbus_iam::Principal;
 use nimbus_registry::bundle::{self, BUNDLE_FORMAT};
 use nimbus_registry::{ApprovalStatus, NewVersion, Selector};
@@ -123,12 +124,18 @@ pub async fn import_version(
     body: Bytes,
 ) -> Result<(StatusCode, Json<wire::Version>), ApiError> {
     let format = q.get("format").map(String::as_str).unwrap_or("native");
-    if format != "native" {
-        return Err(ApiError::invalid(
-            "format",
-            format!("{format:?} cannot be imported by this nimbus; supported: native (a {BUNDLE_FORMAT} bundle)"),
-        ));
-    }
+    let body = match format {
+        "native" => body,
+        "xgboost-json" => Bytes::from(xgboost_to_native(&body, &q)?),
+        other => {
+            return Err(ApiError::invalid(
+                "format",
+                format!(
+                    "{other:?} cannot be imported; use native (a {BUNDLE_FORMAT} bundle) or xgboost-json (booster.save_model(\"m.json\"))"
+                ),
+            ));
+        }
+    };
     let manifest = bundle::read_manifest(&body)?;
     nimbus_core::names::resource("model group", &group).map_err(nimbus_registry::RegistryError::from)?;
     let description = q.get("description").cloned().unwrap_or(manifest.description.clone());
@@ -157,6 +164,48 @@ pub async fn import_version(
     };
     let v = s.registry.register(&group, new, &p.user).await?;
     Ok((StatusCode::CREATED, Json(version_view(&s, v))))
+}
+
+/// Converts a model saved by Python xgboost into a native bundle. Query options:
+/// `category.FEATURE=label0,label1,…` (labels in code order), `feature_names=a,b,…`,
+/// `classes=…`, `target=NAME`.
+fn xgboost_to_native(body: &[u8], q: &HashMap<String, String>) -> Result<Vec<u8>, ApiError> {
+    let list = |v: &String| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>();
+    let options = nimbus_ml::xgboost::ImportOptions {
+        feature_names: q.get("feature_names").map(list),
+        categories: q
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("category.").map(|f| (f.to_string(), list(v))))
+            .collect(),
+        classes: q.get("classes").map(list),
+        target: q.get("target").cloned(),
+        description: q.get("description").cloned(),
+    };
+    let bundle =
+        nimbus_ml::xgboost::bundle_from_xgboost_json(body, &options).map_err(|e| ApiError::invalid("model file", e))?;
+    Ok(bundle.to_vec())
+}
+
+/// `GET …/versions/{version}/export?format=xgboost-json|native`: the model file.
+pub async fn export_version(
+    State(s): State<AppState>,
+    Path((group, version)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
+    let version: i64 = version.parse().map_err(|_| ApiError::invalid("version", "must be a version number"))?;
+    let v = s.registry.version(&group, version).await?;
+    let (bucket, key) = nimbus_store::parse_uri(&v.artifact_uri)
+        .ok_or_else(|| ApiError::invalid("artifact", format!("{} is not in the store", v.artifact_uri)))?;
+    let (_, bytes) = s.store.get(bucket, key).await?;
+    let out = match q.get("format").map(String::as_str).unwrap_or("xgboost-json") {
+        "native" => bytes.to_vec(),
+        "xgboost-json" => {
+            let bundle = nimbus_ml::bundle::Bundle::from_slice(&bytes).map_err(|e| ApiError::invalid("artifact", e))?;
+            nimbus_ml::xgboost::bundle_to_xgboost_json(&bundle).map_err(|e| ApiError::invalid("artifact", e))?
+        }
+        other => return Err(ApiError::invalid("format", format!("{other:?}: use xgboost-json or native"))),
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
 pub async fn describe_version(
