@@ -152,6 +152,10 @@ impl Function {
                 "function {}: no version of model group {group} matches {} ({reason}); approve one with `nimbus models approve {group} VERSION`",
                 self.name, self.selector
             )),
+            RegistryError::GroupNotFound(_) => InvokeError::Unavailable(format!(
+                "function {}: model group {group} does not exist; run a pipeline that registers into it or `nimbus models import {group} FILE`",
+                self.name
+            )),
             other => InvokeError::Unavailable(format!("function {}: {other}", self.name)),
         })?;
         let (bucket, key) = nimbus_store::parse_uri(&version.artifact_uri)
@@ -308,5 +312,55 @@ impl Function {
         self.logs.push(clock::now_ms(), lines.iter().cloned());
         let (answer, _, _) = result?;
         Ok(Invocation { request_id, answer, log: lines })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FunctionKind;
+
+    async fn function(max_concurrency: u32) -> (tempfile::TempDir, Function) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = nimbus_meta::Db::open_sqlite(&dir.path().join("meta.db")).await.unwrap();
+        let store = Store::local(db.clone(), &dir.path().join("objects")).unwrap();
+        let registry = Registry::new(db);
+        registry.create_group("titanic", "", "test").await.unwrap();
+        let spec = FunctionSpec {
+            kind: FunctionKind::Model,
+            model_group: Some("titanic".into()),
+            selector: "latest-approved".into(),
+            memory_mb: 256,
+            timeout_s: 5.0,
+            max_concurrency,
+            idle_s: 1,
+            default: false,
+            description: String::new(),
+        };
+        let f = Function::new("f".into(), spec, Selector::LatestApproved, "arn".into(), store, registry);
+        (dir, f)
+    }
+
+    #[tokio::test]
+    async fn over_max_concurrency_is_throttled_before_any_work() {
+        let (_dir, f) = function(1).await;
+        f.in_flight.store(1, Ordering::SeqCst);
+        let e = f.invoke(None, b"{}").await.err().expect("throttled");
+        assert!(matches!(e, InvokeError::Throttled { limit: 1, .. }), "{e}");
+        assert_eq!(e.error_type(), "TooManyRequestsException");
+        assert_eq!(f.in_flight(), 1, "a throttled call gives back the slot it never held");
+        assert_eq!(f.metrics.throttles.load(Ordering::Relaxed), 1);
+        f.in_flight.store(0, Ordering::SeqCst);
+        // Nothing approved: the invocation fails as a function error and frees its slot.
+        let e = f.invoke(None, b"{}").await.err().expect("no model");
+        assert!(matches!(e, InvokeError::Unavailable(ref m) if m.contains("nimbus models approve titanic")), "{e}");
+        assert_eq!(f.in_flight(), 0);
+        assert!(f.logs.query(0, Some("ModelUnavailable"), 10).len() == 1);
+    }
+
+    #[tokio::test]
+    async fn idle_unload_needs_a_loaded_model_and_quiet() {
+        let (_dir, f) = function(1).await;
+        assert!(!f.unload_if_idle(clock::now_ms() + 10_000), "nothing loaded");
     }
 }

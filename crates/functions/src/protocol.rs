@@ -3,7 +3,8 @@
 //! the instance and field at fault.
 
 use bytes::Bytes;
-use nimbus_ml::protocols;
+use nimbus_ml::instances;
+use nimbus_ml::protocols::{self, RequestFormat};
 use serde_json::json;
 
 use crate::function::Loaded;
@@ -71,6 +72,18 @@ fn infer(loaded: &Loaded, model: &str, version: Option<i64>, body: &[u8]) -> Ans
 }
 
 fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
+    let csv = content_type.is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    // The seeds' `{"instances": [{…}]}` decodes straight into the feature matrix.
+    if !csv {
+        if let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
+            return match loaded.predictor.predict_encoded(&d.x) {
+                Ok(preds) => {
+                    Answer::json(200, &protocols::render(RequestFormat::Instances, &preds, d.return_probabilities))
+                }
+                Err(e) => Answer::bad_request(e),
+            };
+        }
+    }
     let request = match protocols::parse_request(content_type, body, &loaded.fields) {
         Ok(r) => r,
         Err(e) => return Answer::bad_request(e),

@@ -8,10 +8,13 @@
 //! - [`train`]: gradient-boosted trees with XGBoost's parameter names, trained by hessboost.
 //! - [`metrics`]: classification and regression metrics.
 //! - [`bundle`]: the native bundle (manifest, preprocessing, trees in XGBoost JSON).
+//! - [`protocols`], [`instances`]: prediction request bodies (every format; a fast path for
+//!   the seeds' `instances`).
 //! - [`predict`]: the predictor that applies preprocessing and evaluates the trees.
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod instances;
 pub mod metrics;
 pub mod parquet;
 pub mod plots;

@@ -27,7 +27,8 @@ pub struct Predictor {
     pre: Preprocessor,
     booster: BoostedModel,
     task: Task,
-    classes: Vec<String>,
+    /// The answer for each class index: the label as the target had it.
+    labels: Vec<Value>,
 }
 
 impl Predictor {
@@ -46,7 +47,8 @@ impl Predictor {
                 bundle.model.preprocessing.width()
             )));
         }
-        Ok(Predictor { pre: bundle.model.preprocessing.clone(), booster, task, classes })
+        let labels = (0..classes.len()).map(|i| class_label(&classes, i)).collect();
+        Ok(Predictor { pre: bundle.model.preprocessing.clone(), booster, task, labels })
     }
 
     /// Loads a bundle from its bytes.
@@ -83,19 +85,24 @@ impl Predictor {
 
     /// Predicts JSON records (objects of raw feature values).
     pub fn predict_records(&self, records: &[Value]) -> Result<Vec<Prediction>, MlError> {
-        let out = self.predict_matrix(&self.encode_records(records)?)?;
+        self.predict_encoded(&self.encode_records(records)?)
+    }
+
+    /// Predictions for an encoded matrix: class labels and probabilities, or values.
+    pub fn predict_encoded(&self, x: &[f32]) -> Result<Vec<Prediction>, MlError> {
+        let out = self.predict_matrix(x)?;
         Ok(match self.task {
             Task::Binary => out
                 .iter()
                 .map(|&p| Prediction {
-                    value: class_label(&self.classes, (p > 0.5) as usize),
+                    value: self.labels[(p > 0.5) as usize].clone(),
                     probabilities: Some(vec![1.0 - p, p]),
                 })
                 .collect(),
             Task::Multiclass { num_class } => out
                 .chunks(num_class)
                 .map(|row| Prediction {
-                    value: class_label(&self.classes, argmax(row)),
+                    value: self.labels[argmax(row)].clone(),
                     probabilities: Some(row.to_vec()),
                 })
                 .collect(),

@@ -217,51 +217,84 @@ impl Preprocessor {
             )));
         };
         for (j, f) in self.features.iter().enumerate() {
-            out[j] = match (map.get(&f.name), &f.kind) {
-                (None | Some(Value::Null), _) => f32::NAN,
-                (Some(Value::Number(n)), FeatureKind::Numeric { .. }) => n.as_f64().unwrap_or(f64::NAN) as f32,
-                (Some(Value::String(s)), FeatureKind::Numeric { .. }) => s.trim().parse::<f32>().map_err(|_| {
-                    MlError::Input(format!("instances[{index}].{}: expected a number, got the string {s:?}", f.name))
-                })?,
-                (Some(Value::String(s)), FeatureKind::Categorical { categories }) => category_code(categories, s),
-                (Some(Value::Number(n)), FeatureKind::Categorical { categories }) => {
-                    category_code(categories, &format_number(n.as_f64().unwrap_or(f64::NAN)))
-                }
-                (Some(Value::Bool(b)), FeatureKind::Categorical { categories }) => {
-                    category_code(categories, &b.to_string())
-                }
-                (Some(other), FeatureKind::Numeric { .. }) => {
-                    return Err(MlError::Input(format!(
-                        "instances[{index}].{}: expected a number, got {}",
-                        f.name,
-                        kind_of(other)
-                    )));
-                }
-                (Some(Value::Number(n)), FeatureKind::Labelled { .. }) => n.as_f64().unwrap_or(f64::NAN) as f32,
-                (Some(Value::String(s)), FeatureKind::Labelled { labels, .. }) => label_code(labels, s),
-                (Some(Value::Bool(b)), FeatureKind::Labelled { labels, .. }) => {
-                    category_code(labels, if *b { "true" } else { "false" })
-                }
-                (Some(other), FeatureKind::Categorical { categories }) => {
-                    return Err(MlError::Input(format!(
-                        "instances[{index}].{}: expected one of {:?}, got {}",
-                        f.name,
-                        categories,
-                        kind_of(other)
-                    )));
-                }
-                (Some(other), FeatureKind::Labelled { labels, .. }) => {
-                    return Err(MlError::Input(format!(
-                        "instances[{index}].{}: expected one of {:?} or a number (the code), got {}",
-                        f.name,
-                        labels,
-                        kind_of(other)
-                    )));
-                }
+            let scalar = match map.get(&f.name) {
+                None | Some(Value::Null) => Scalar::Null,
+                Some(Value::Number(n)) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
+                Some(Value::String(s)) => Scalar::Text(s),
+                Some(Value::Bool(b)) => Scalar::Bool(*b),
+                Some(other) => Scalar::Other(kind_of(other)),
             };
+            out[j] = self.encode_scalar(j, scalar, index)?;
         }
         Ok(())
     }
+
+    /// The position of the feature called `name`.
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.name == name)
+    }
+
+    /// Encodes one raw value of feature `j` of instance `index` (for messages).
+    pub fn encode_scalar(&self, j: usize, value: Scalar<'_>, index: usize) -> Result<f32, MlError> {
+        let f = &self.features[j];
+        let kind = |v: &Scalar<'_>| match v {
+            Scalar::Null => "null",
+            Scalar::Number(_) => "a number",
+            Scalar::Text(_) => "a string",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Other(k) => k,
+        };
+        Ok(match (value, &f.kind) {
+            (Scalar::Null, _) => f32::NAN,
+            (Scalar::Number(n), FeatureKind::Numeric { .. } | FeatureKind::Labelled { .. }) => n as f32,
+            (Scalar::Text(s), FeatureKind::Numeric { .. }) => s.trim().parse::<f32>().map_err(|_| {
+                MlError::Input(format!("instances[{index}].{}: expected a number, got the string {s:?}", f.name))
+            })?,
+            (Scalar::Text(s), FeatureKind::Categorical { categories }) => category_code(categories, s),
+            (Scalar::Number(n), FeatureKind::Categorical { categories }) => category_code(categories, &format_number(n)),
+            (Scalar::Bool(b), FeatureKind::Categorical { categories }) => {
+                category_code(categories, if b { "true" } else { "false" })
+            }
+            (Scalar::Text(s), FeatureKind::Labelled { labels, .. }) => label_code(labels, s),
+            (Scalar::Bool(b), FeatureKind::Labelled { labels, .. }) => {
+                category_code(labels, if b { "true" } else { "false" })
+            }
+            (other, FeatureKind::Numeric { .. }) => {
+                return Err(MlError::Input(format!(
+                    "instances[{index}].{}: expected a number, got {}",
+                    f.name,
+                    kind(&other)
+                )));
+            }
+            (other, FeatureKind::Categorical { categories }) => {
+                return Err(MlError::Input(format!(
+                    "instances[{index}].{}: expected one of {:?}, got {}",
+                    f.name,
+                    categories,
+                    kind(&other)
+                )));
+            }
+            (other, FeatureKind::Labelled { labels, .. }) => {
+                return Err(MlError::Input(format!(
+                    "instances[{index}].{}: expected one of {:?} or a number (the code), got {}",
+                    f.name,
+                    labels,
+                    kind(&other)
+                )));
+            }
+        })
+    }
+}
+
+/// One raw request value, borrowed from wherever it was parsed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Number(f64),
+    Text(&'a str),
+    Bool(bool),
+    /// A list or an object, named for messages (`a list`, `an object`).
+    Other(&'static str),
 }
 
 /// The code of a category: its position in `categories`, NaN (missing) when it is not there.
