@@ -277,7 +277,7 @@ impl Function {
         }
         let _slot = Slot(&self.in_flight);
         self.last_used_ms.store(clock::now_ms(), Ordering::Relaxed);
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = nimbus_core::request_id();
         let started = Instant::now();
         let timeout = Duration::from_secs_f64(self.spec.timeout_s);
         let work = async {

@@ -101,10 +101,7 @@ impl Predictor {
                 .collect(),
             Task::Multiclass { num_class } => out
                 .chunks(num_class)
-                .map(|row| Prediction {
-                    value: self.labels[argmax(row)].clone(),
-                    probabilities: Some(row.to_vec()),
-                })
+                .map(|row| Prediction { value: self.labels[argmax(row)].clone(), probabilities: Some(row.to_vec()) })
                 .collect(),
             Task::Regression => {
                 out.iter().map(|&v| Prediction { value: serde_json::json!(v), probabilities: None }).collect()

@@ -251,7 +251,9 @@ impl Preprocessor {
                 MlError::Input(format!("instances[{index}].{}: expected a number, got the string {s:?}", f.name))
             })?,
             (Scalar::Text(s), FeatureKind::Categorical { categories }) => category_code(categories, s),
-            (Scalar::Number(n), FeatureKind::Categorical { categories }) => category_code(categories, &format_number(n)),
+            (Scalar::Number(n), FeatureKind::Categorical { categories }) => {
+                category_code(categories, &format_number(n))
+            }
             (Scalar::Bool(b), FeatureKind::Categorical { categories }) => {
                 category_code(categories, if b { "true" } else { "false" })
             }

@@ -150,17 +150,26 @@ pub fn app(state: AppState) -> Router {
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke::invoke))
         .route("/metrics", axum::routing::get(invoke::metrics))
         .nest("/v2", oip::router())
-        .fallback(gateway)
+        .fallback(gateway(state.gateway.clone()))
         .with_state(state)
 }
 
-/// Everything outside the reserved prefixes goes to the API gateway.
-async fn gateway(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
-    state.gateway.handle(req, peer).await
+/// Everything outside the reserved prefixes goes to the API gateway. The handler holds only
+/// the gateway, so a prediction request does not clone the whole application state.
+fn gateway(
+    gateway: nimbus_gateway::Gateway,
+) -> impl Fn(axum::extract::Request) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |req: axum::extract::Request| {
+        let gateway = gateway.clone();
+        Box::pin(async move {
+            let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+            gateway.handle(req, peer).await
+        })
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
