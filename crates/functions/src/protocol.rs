@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use nimbus_ml::instances;
-use nimbus_ml::protocols::{self, RequestFormat};
+use nimbus_ml::protocols;
 use serde_json::json;
 
 use crate::function::Loaded;
@@ -76,10 +76,9 @@ fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
     // The seeds' `{"instances": [{…}]}` decodes straight into the feature matrix.
     if !csv {
         if let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
-            return match loaded.predictor.predict_encoded(&d.x) {
-                Ok(preds) => {
-                    Answer::json(200, &protocols::render(RequestFormat::Instances, &preds, d.return_probabilities))
-                }
+            let mut out = Vec::with_capacity(16 + d.rows * if d.return_probabilities { 48 } else { 2 });
+            return match loaded.predictor.write_predictions(&d.x, d.return_probabilities, &mut out) {
+                Ok(()) => Answer { status: 200, content_type: "application/json", body: Bytes::from(out) },
                 Err(e) => Answer::bad_request(e),
             };
         }

@@ -190,8 +190,16 @@ impl<'de> Visitor<'de> for Row<'_> {
         f.write_str("an instance object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let features = &self.pre.features;
+        let mut guess = 0;
         while let Some(Key(key)) = map.next_key()? {
-            let Some(j) = self.pre.feature_index(&key) else {
+            // Clients send the fields in the model's order more often than not: try the
+            // feature after the last one first, then scan.
+            let j = match features.get(guess) {
+                Some(f) if f.name == key.as_ref() => Some(guess),
+                _ => self.pre.feature_index(&key),
+            };
+            let Some(j) = j else {
                 map.next_value::<IgnoredAny>()?;
                 return Err(fallback());
             };
@@ -203,6 +211,7 @@ impl<'de> Visitor<'de> for Row<'_> {
                 RawValue::Bool(b) => Scalar::Bool(*b),
             };
             self.row[j] = self.pre.encode_scalar(j, scalar, self.index).map_err(|_| fallback())?;
+            guess = j + 1;
         }
         Ok(())
     }

@@ -77,6 +77,14 @@ fn titanic_reaches_the_promised_auc_and_the_bundle_predicts_exactly_as_trained()
         })
         .collect();
     let preds = predictor.predict_records(&records).unwrap();
+    // The fast response writer says byte for byte what the general renderer says.
+    for probabilities in [false, true] {
+        let mut fast = Vec::new();
+        predictor.write_predictions(&x_test, probabilities, &mut fast).unwrap();
+        let general =
+            nimbus_ml::protocols::render(nimbus_ml::protocols::RequestFormat::Instances, &preds, probabilities);
+        assert_eq!(String::from_utf8(fast).unwrap(), general.to_string());
+    }
     for (p, expected) in preds.iter().zip(&probs) {
         assert_eq!(p.probabilities.as_ref().unwrap()[1], *expected);
         assert_eq!(p.value, json!((*expected > 0.5) as i64));

@@ -12,4 +12,5 @@ mod registry;
 mod serving;
 mod sigv4;
 mod store;
+mod up;
 mod xgboost_models;

@@ -1,5 +1,5 @@
 """boto3's Lambda client against nimbus: Invoke with RequestResponse, Tail logs, Event,
-DryRun, an unknown function and a function error.
+DryRun, an unknown function and a function error; then the seeds' testAPI.py request.
 
 Usage: lambda_invoke.py ENDPOINT ACCESS_KEY_ID SECRET_ACCESS_KEY
 """
@@ -67,5 +67,12 @@ try:
     check(False, "a bad secret must fail")
 except botocore.exceptions.ClientError as e:
     check(e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, f"bad secret {e}")
+
+# The seeds' testAPI.py: requests.post(URL + "/predict", json={"instances": ...}).
+import requests
+
+URL = endpoint + "/titanic/prod"
+response = requests.post(URL + "/predict", json=sample)
+check(response.status_code == 200 and response.json() == {"predictions": [0, 1]}, f"testAPI.py flow {response.text}")
 
 print(f"boto3 lambda: all checks passed ({checks})")
