@@ -97,7 +97,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/apis/{api}", get(serving::describe_api).put(serving::put_api).delete(serving::delete_api))
         .route("/apis/{api}/logs", get(serving::api_logs))
         .fallback(crate::error::not_found)
-        .fallback(crate::error::not_found)
+        // A route, not a fallback, so unknown paths are authenticated too and reveal nothing.
+        .route("/{*rest}", axum::routing::any(crate::error::not_found))
         .layer(middleware::from_fn_with_state(state, require_signature))
 }
 
