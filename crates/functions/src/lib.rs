@@ -112,16 +112,13 @@ impl Functions {
     /// this one (the running function is kept, warm).
     pub async fn put(&self, name: &str, spec: FunctionSpec, actor: &str) -> Result<bool, FunctionsError> {
         let function = self.build(name, spec.clone())?;
-        if spec.default {
-            if let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name) {
-                return Err(FunctionsError::Invalid {
-                    name: name.to_string(),
-                    reason: format!(
-                        "default: function {} is already the default; only one function can be",
-                        other.name
-                    ),
-                });
-            }
+        if spec.default
+            && let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name)
+        {
+            return Err(FunctionsError::Invalid {
+                name: name.to_string(),
+                reason: format!("default: function {} is already the default; only one function can be", other.name),
+            });
         }
         let text = serde_json::to_string(&spec).expect("specs serialise");
         let digest = hex::encode(Sha256::digest(text.as_bytes()));
@@ -214,7 +211,8 @@ impl Functions {
     pub fn render_metrics(&self, out: &mut String) {
         use metrics::{family, label};
         let all = self.list();
-        let counters: [(&str, &str, fn(&Function) -> u64); 4] = [
+        type Counter = (&'static str, &'static str, fn(&Function) -> u64);
+        let counters: [Counter; 4] = [
             ("nimbus_function_invocations_total", "Invocations, including errors and throttles.", |f| {
                 f.metrics.invocations.load(Ordering::Relaxed)
             }),

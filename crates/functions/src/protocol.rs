@@ -74,14 +74,12 @@ fn infer(loaded: &Loaded, model: &str, version: Option<i64>, body: &[u8]) -> Ans
 fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
     let csv = content_type.is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/csv"));
     // The seeds' `{"instances": [{…}]}` decodes straight into the feature matrix.
-    if !csv {
-        if let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
-            let mut out = Vec::with_capacity(16 + d.rows * if d.return_probabilities { 48 } else { 2 });
-            return match loaded.predictor.write_predictions(&d.x, d.return_probabilities, &mut out) {
-                Ok(()) => Answer { status: 200, content_type: "application/json", body: Bytes::from(out) },
-                Err(e) => Answer::bad_request(e),
-            };
-        }
+    if !csv && let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
+        let mut out = Vec::with_capacity(16 + d.rows * if d.return_probabilities { 48 } else { 2 });
+        return match loaded.predictor.write_predictions(&d.x, d.return_probabilities, &mut out) {
+            Ok(()) => Answer { status: 200, content_type: "application/json", body: Bytes::from(out) },
+            Err(e) => Answer::bad_request(e),
+        };
     }
     let request = match protocols::parse_request(content_type, body, &loaded.fields) {
         Ok(r) => r,

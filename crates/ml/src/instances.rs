@@ -241,7 +241,7 @@ mod tests {
         .to_string();
         let d = decode(body.as_bytes(), &p).unwrap();
         assert_eq!((d.rows, d.return_probabilities), (3, true));
-        let records = vec![
+        let records = [
             json!({"Age": 22, "Sex": "male", "Pclass": 3}),
             json!({"Sex": "female", "Age": null}),
             json!({"Age": "38", "Sex": "unseen", "Pclass": 1.0}),

@@ -73,10 +73,10 @@ pub fn multiclass(labels: &[f32], probs: &[f32], num_class: usize) -> Evaluation
     let n = labels.len().max(1) as f64;
     let correct: u64 = (0..num_class).map(|k| confusion[k][k]).sum();
     let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
-    for k in 0..num_class {
-        let tp = confusion[k][k];
-        let predicted: u64 = (0..num_class).map(|a| confusion[a][k]).sum();
-        let actual: u64 = confusion[k].iter().sum();
+    for (k, row) in confusion.iter().enumerate() {
+        let tp = row[k];
+        let predicted: u64 = confusion.iter().map(|r| r[k]).sum();
+        let actual: u64 = row.iter().sum();
         let (p, r) = (ratio(tp, predicted), ratio(tp, actual));
         p_sum += p;
         r_sum += r;

@@ -69,26 +69,24 @@ async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> 
         };
         let key = cache_key(p, spec.kind, &resolved).await;
         let cacheable = spec.cache.unwrap_or(spec.kind.caches_by_default()) && spec.kind != StepKind::Register;
-        if cacheable {
-            if let Some(cached) = db::cached_outputs(&p.db, &exec.pipeline, &step.name, &key).await? {
-                db::step_started(&p.db, id, &step.name, &key).await?;
-                db::step_finished(
-                    &p.db,
-                    id,
-                    &step.name,
-                    "Cached",
-                    &cached,
-                    "served from cache: inputs, parameters and code unchanged",
-                    None,
-                )
-                .await?;
-                if cached.get("result") == Some(&Value::Bool(false)) {
-                    not_registered = cached.get("reason").and_then(Value::as_str).map(str::to_string);
-                    skipped.insert(step.name.clone());
-                }
-                outputs.insert(step.name.clone(), cached);
-                continue;
+        if cacheable && let Some(cached) = db::cached_outputs(&p.db, &exec.pipeline, &step.name, &key).await? {
+            db::step_started(&p.db, id, &step.name, &key).await?;
+            db::step_finished(
+                &p.db,
+                id,
+                &step.name,
+                "Cached",
+                &cached,
+                "served from cache: inputs, parameters and code unchanged",
+                None,
+            )
+            .await?;
+            if cached.get("result") == Some(&Value::Bool(false)) {
+                not_registered = cached.get("reason").and_then(Value::as_str).map(str::to_string);
+                skipped.insert(step.name.clone());
             }
+            outputs.insert(step.name.clone(), cached);
+            continue;
         }
         db::step_started(&p.db, id, &step.name, &key).await?;
         let ctx = steps::Context { p, execution: &exec, step: &step.name };
@@ -145,10 +143,10 @@ async fn cache_key(p: &Pipelines, kind: StepKind, inputs: &BTreeMap<String, Valu
     h.update(serde_json::to_string(&kind).unwrap_or_default());
     h.update(serde_json::to_string(inputs).unwrap_or_default());
     for v in inputs.values() {
-        if let Some((bucket, key)) = v.as_str().and_then(nimbus_store::parse_uri) {
-            if let Ok(info) = p.store.head(bucket, key).await {
-                h.update(info.sha256);
-            }
+        if let Some((bucket, key)) = v.as_str().and_then(nimbus_store::parse_uri)
+            && let Ok(info) = p.store.head(bucket, key).await
+        {
+            h.update(info.sha256);
         }
     }
     hex::encode(h.finalize())

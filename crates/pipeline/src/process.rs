@@ -102,7 +102,7 @@ pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Va
         command.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
     }
     let timeout = inputs.get("timeout_seconds").and_then(Value::as_f64).unwrap_or(3600.0);
-    if !(timeout > 0.0) {
+    if timeout.is_nan() || timeout <= 0.0 {
         return Err("timeout_seconds must be above 0".into());
     }
 

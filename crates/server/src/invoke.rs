@@ -65,10 +65,10 @@ pub async fn invoke(
     };
     let emulator = name == EMULATOR_NAME && state.functions.get(EMULATOR_NAME).is_none();
     let local = peer.is_some_and(|p| p.ip().is_loopback());
-    if !(emulator && local) {
-        if let Err(res) = authenticate(&state, &parts, &payload).await {
-            return res;
-        }
+    if !(emulator && local)
+        && let Err(res) = authenticate(&state, &parts, &payload).await
+    {
+        return res;
     }
     let function = if emulator { state.functions.default_function() } else { state.functions.get(&name) };
     let Some(function) = function else {

@@ -115,7 +115,7 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
             let bytes = std::fs::read(&path).map_err(|e| CliError::Input(format!("cannot read {src}: {e}")))?;
             let (bucket, mut key) = parse_s3(dst)?;
             if key.is_empty() || key.ends_with('/') {
-                key.push_str(&path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string());
+                key.push_str(path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
             }
             let ct = content_type.unwrap_or_else(|| guess_content_type(&path).to_string());
             let answer = client.send("PUT", &object_path(&bucket, &key), &[], bytes, Some(&ct)).await?;

@@ -26,7 +26,7 @@ pub async fn run(g: &Global, path: &Path, args: ServeArgs) -> Result<(), CliErro
     println!();
     apply::apply(&client, &project, false, &mut |line| println!("{line}")).await?;
     if let Some(up) = &project.up {
-        walk_through(&client, &project, up, &endpoint).await?;
+        walk_through(&g, &client, &project, up, &endpoint).await?;
     }
     println!("\nServing on {endpoint}; Ctrl-C stops.");
     match serving.await {
@@ -39,7 +39,13 @@ pub async fn run(g: &Global, path: &Path, args: ServeArgs) -> Result<(), CliErro
     }
 }
 
-async fn walk_through(client: &Client, project: &Project, up: &UpSpec, endpoint: &str) -> Result<(), CliError> {
+async fn walk_through(
+    g: &Global,
+    client: &Client,
+    project: &Project,
+    up: &UpSpec,
+    endpoint: &str,
+) -> Result<(), CliError> {
     let function = project.apis[&up.api]
         .routes
         .values()
@@ -49,16 +55,16 @@ async fn walk_through(client: &Client, project: &Project, up: &UpSpec, endpoint:
     let group = project.functions[&function].model_group.clone().unwrap_or_default();
     let versions = client.json("GET", &format!("/model-groups/{}/versions", encode_segment(&group)), &[], None).await?;
     let versions = versions.as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        if let Some(pipeline) = &up.pipeline {
-            println!("\nModel group {group} has no version yet: running pipeline {pipeline}");
-            let started = client
-                .json("POST", &format!("/pipelines/{}/executions", encode_segment(pipeline)), &[], Some(json!({})))
-                .await?;
-            let done = pipelines::follow(client, &cell(&started["id"]), true).await?;
-            if done["status"] == "Failed" {
-                return Err(CliError::Failure(format!("pipeline {pipeline} failed: {}", cell(&done["outcome"]))));
-            }
+    if versions.is_empty()
+        && let Some(pipeline) = &up.pipeline
+    {
+        println!("\nModel group {group} has no version yet: running pipeline {pipeline}");
+        let started = client
+            .json("POST", &format!("/pipelines/{}/executions", encode_segment(pipeline)), &[], Some(json!({})))
+            .await?;
+        let done = pipelines::follow(client, &cell(&started["id"]), true).await?;
+        if done["status"] == "Failed" {
+            return Err(CliError::Failure(format!("pipeline {pipeline} failed: {}", cell(&done["outcome"]))));
         }
     }
     if up.auto_approve {
@@ -81,20 +87,32 @@ async fn walk_through(client: &Client, project: &Project, up: &UpSpec, endpoint:
     let took = started.elapsed().as_secs_f64() * 1e3;
     let status = resp.status();
     let answer = resp.text().await.unwrap_or_default();
-    let sample_text = String::from_utf8_lossy(&sample).trim().to_string();
-    println!("\nPOST {url}\n  {sample_text}\n-> {status} in {took:.2} ms (first request: loads the model)\n  {answer}");
+    let compact: Value = serde_json::from_slice(&sample).unwrap_or(Value::Null);
+    let body = serde_json::to_string(&compact).unwrap_or_else(|_| String::from_utf8_lossy(&sample).into_owned());
+    let init = client
+        .json("GET", &format!("/functions/{}", encode_segment(&function)), &[], None)
+        .await
+        .ok()
+        .and_then(|f| f["init_ms"].as_f64())
+        .map(|ms| format!(", of which {ms:.2} ms loading the model"))
+        .unwrap_or_default();
+    println!("\nPOST {url}\n  {body}\n-> {status} in {took:.2} ms (the first request{init})\n  {answer}");
     if !status.is_success() {
         return Err(CliError::Failure(format!("the sample request was answered {status}: {answer}")));
     }
-    let compact: Value = serde_json::from_slice(&sample).unwrap_or(Value::Null);
-    let body = serde_json::to_string(&compact).unwrap_or(sample_text);
     println!("\nTry it:");
     println!("  curl -s -X POST {url} -H 'content-type: application/json' -d '{body}'");
     println!(
         "  curl -s -X POST {endpoint}/2015-03-31/functions/function/invocations -H 'content-type: application/json' -d '{body}'"
     );
-    println!("  nimbus functions invoke {function} --payload '{body}'");
-    println!("  nimbus logs {function}            # START/END/REPORT lines");
+    // The CLI finds this server through the data directory; name it when it is not the default.
+    let dir = if g.data_dir == Path::new(".nimbus") {
+        String::new()
+    } else {
+        format!(" --data-dir {}", g.data_dir.display())
+    };
+    println!("  nimbus{dir} functions invoke {function} --payload '{body}'");
+    println!("  nimbus{dir} logs {function}            # START/END/REPORT lines");
     println!("  curl -s {endpoint}/metrics");
     Ok(())
 }

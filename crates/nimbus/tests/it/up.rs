@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-/// Starts `nimbus up` and collects its stdout until it says it is serving.
+/// Starts `nimbus up` and collects its stdout until it says it is serving. (A panic here
+/// leaves the child to the test process's exit.)
+#[allow(clippy::zombie_processes)]
 fn up(data_dir: &Path) -> (Child, Vec<String>, Receiver<String>) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/titanic");
     let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
