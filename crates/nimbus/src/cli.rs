@@ -84,6 +84,15 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Invocation counters per function and response counts per API route (from /metrics)
+    Metrics {
+        /// Only this function
+        #[arg(long)]
+        function: Option<String>,
+        /// Only this API
+        #[arg(long)]
+        api: Option<String>,
+    },
     /// Start an embedded server, apply DIR/nimbus.toml, train and deploy, and show a prediction
     Up {
         /// A project directory (or its nimbus.toml)

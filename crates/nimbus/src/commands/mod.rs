@@ -35,5 +35,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             serving::logs(&cli.global, &name, api, since, filter, follow).await
         }
         Command::Up { path, serve } => up::run(&cli.global, &path, serve).await,
+        Command::Metrics { function, api } => serving::metrics(&cli.global, function, api).await,
     }
 }

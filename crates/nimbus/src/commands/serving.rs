@@ -1,5 +1,6 @@
 //! `nimbus functions`, `nimbus apis` and `nimbus logs`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
@@ -134,6 +135,115 @@ pub async fn apis(g: &Global, cmd: ApisCommand) -> Result<(), CliError> {
                 .collect();
             output::print(g.output, &v, &["ROUTE", "FUNCTION", "STAGE URLS"], rows);
         }
+    }
+    Ok(())
+}
+
+/// One Prometheus sample: metric name, labels, value.
+fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (head, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (head, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter_map(|kv| {
+                    kv.split_once("=\"").map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+                })
+                .collect();
+            Some((name.to_string(), labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+pub async fn metrics(g: &Global, function: Option<String>, api: Option<String>) -> Result<(), CliError> {
+    let client = Client::new(g)?;
+    let url = format!("{}/metrics", client.base());
+    let text = reqwest::get(&url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| CliError::Failure(format!("cannot read {url}: {e}")))?
+        .text()
+        .await
+        .map_err(|e| CliError::Failure(format!("reading {url}: {e}")))?;
+    let all = samples(&text);
+    let value = |metric: &str, key: &str, name: &str| {
+        all.iter()
+            .filter(|(m, l, _)| m == metric && l.get(key).map(String::as_str) == Some(name))
+            .map(|s| s.2)
+            .sum::<f64>()
+    };
+    let mut functions: Vec<String> = all.iter().filter_map(|(_, l, _)| l.get("function").cloned()).collect();
+    functions.sort();
+    functions.dedup();
+    functions.retain(|f| function.as_deref().is_none_or(|w| w == f));
+    let mut out = serde_json::Map::new();
+    let mut rows = Vec::new();
+    if api.is_none() {
+        for f in &functions {
+            let count = value("nimbus_function_duration_seconds_count", "function", f);
+            let mean_ms = if count > 0.0 {
+                value("nimbus_function_duration_seconds_sum", "function", f) / count * 1e3
+            } else {
+                0.0
+            };
+            let row = serde_json::json!({
+                "invocations": value("nimbus_function_invocations_total", "function", f),
+                "errors": value("nimbus_function_errors_total", "function", f),
+                "throttles": value("nimbus_function_throttles_total", "function", f),
+                "cold_starts": value("nimbus_function_cold_starts_total", "function", f),
+                "in_flight": value("nimbus_function_concurrent_executions", "function", f),
+                "mean_duration_ms": (mean_ms * 1000.0).round() / 1000.0,
+            });
+            rows.push(vec![
+                f.clone(),
+                cell(&row["invocations"]),
+                cell(&row["errors"]),
+                cell(&row["throttles"]),
+                cell(&row["cold_starts"]),
+                cell(&row["in_flight"]),
+                format!("{mean_ms:.3}"),
+            ]);
+            out.insert(format!("function/{f}"), row);
+        }
+    }
+    let mut routes = Vec::new();
+    if function.is_none() {
+        for (m, l, v) in &all {
+            if m == "nimbus_gateway_responses_total"
+                && api.as_deref().is_none_or(|a| l.get("api").map(String::as_str) == Some(a))
+            {
+                let key = |k: &str| l.get(k).cloned().unwrap_or_default();
+                routes.push(vec![key("api"), key("stage"), key("route"), key("status"), format!("{v}")]);
+                out.insert(
+                    format!("route/{}/{}/{}/{}", key("api"), key("stage"), key("route"), key("status")),
+                    serde_json::json!(v),
+                );
+            }
+        }
+    }
+    if g.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("JSON"));
+        return Ok(());
+    }
+    if !rows.is_empty() {
+        print!(
+            "{}",
+            output::table(
+                &["FUNCTION", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS", "IN FLIGHT", "MEAN MS"],
+                &rows
+            )
+        );
+    }
+    if !routes.is_empty() {
+        if !rows.is_empty() {
+            println!();
+        }
+        print!("{}", output::table(&["API", "STAGE", "ROUTE", "STATUS", "RESPONSES"], &routes));
     }
     Ok(())
 }

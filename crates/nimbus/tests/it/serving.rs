@@ -238,6 +238,12 @@ fn the_invoke_api_and_the_seeds_emulator_call() {
     assert_eq!(&fields[2..4], ["Billed Duration: 1 ms", "Memory Size: 256 MB"]);
     assert!(lines.iter().any(|l| l.starts_with("START RequestId: ") && l.ends_with(" Version: $LATEST")));
     assert!(lines.iter().any(|l| l.starts_with("END RequestId: ")));
+    let m = n.json(&["metrics", "--function", "predict"]);
+    assert_eq!(m["function/predict"]["invocations"], 2.0, "the emulator call and the CLI invoke: {m}");
+    assert_eq!(m["function/predict"]["cold_starts"], 1.0, "{m}");
+    assert_eq!(m["function/slow"], Value::Null, "only the function asked for: {m}");
+    let table = n.ok(&["metrics"]);
+    assert!(table.contains("FUNCTION") && table.contains("slow") && table.contains("COLD STARTS"), "{table}");
     let described = n.json(&["functions", "describe", "predict"]);
     assert_eq!((described["state"].as_str(), described["loaded_version"].as_i64()), (Some("warm"), Some(1)));
 
