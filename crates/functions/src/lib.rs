@@ -31,7 +31,6 @@ use nimbus_core::clock;
 use nimbus_meta::Db;
 use nimbus_registry::Registry;
 use nimbus_store::Store;
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
 pub use function::{Function, Invocation, InvokeError, Loaded};
@@ -120,9 +119,7 @@ impl Functions {
                 reason: format!("default: function {} is already the default; only one function can be", other.name),
             });
         }
-        let text = serde_json::to_string(&spec).expect("specs serialise");
-        let digest = hex::encode(Sha256::digest(text.as_bytes()));
-        let changed = self.inner.db.put_spec(KIND, name, &text, &digest, clock::now_ms(), actor).await?;
+        let changed = self.inner.db.put_spec(KIND, name, &spec, clock::now_ms(), actor).await?;
         if changed || self.get(name).is_none() {
             let mut table = HashMap::clone(&self.inner.table.load());
             table.insert(name.to_string(), Arc::new(function));

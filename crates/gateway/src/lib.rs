@@ -27,7 +27,6 @@ use nimbus_core::clock;
 use nimbus_functions::{Answer, Functions, InvokeError};
 use nimbus_meta::Db;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 pub use router::CompiledApi;
 pub use spec::{ApiSpec, RouteSpec, StageSpec};
@@ -116,9 +115,7 @@ impl Gateway {
             }
         }
         let compiled = CompiledApi::compile(name, spec.clone()).map_err(invalid)?;
-        let text = serde_json::to_string(&spec).expect("specs serialise");
-        let digest = hex::encode(Sha256::digest(text.as_bytes()));
-        let changed = self.inner.db.put_spec(KIND, name, &text, &digest, clock::now_ms(), actor).await?;
+        let changed = self.inner.db.put_spec(KIND, name, &spec, clock::now_ms(), actor).await?;
         if changed || self.get(name).is_none() {
             let mut apis = self.inner.table.load().apis.clone();
             apis.insert(name.to_string(), Arc::new(compiled));

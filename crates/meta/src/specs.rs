@@ -4,6 +4,7 @@
 //! and runtime tables. A document's digest (hex SHA-256 of its text) lets `nimbus apply` say
 //! `unchanged` without comparing structures.
 
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::{Db, MetaError};
@@ -32,16 +33,19 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<StoredSpec, MetaError> {
 }
 
 impl Db {
-    /// Creates or replaces the document `kind`/`name`. Returns whether anything changed.
+    /// Creates or replaces the document `kind`/`name` with `spec` as JSON; its digest is the
+    /// hex SHA-256 of that text. Returns whether anything changed.
     pub async fn put_spec(
         &self,
         kind: &str,
         name: &str,
-        spec: &str,
-        digest: &str,
+        spec: &impl serde::Serialize,
         now_ms: i64,
         actor: &str,
     ) -> Result<bool, MetaError> {
+        let text = serde_json::to_string(spec).expect("declarations serialise");
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let (spec, digest) = (text.as_str(), digest.as_str());
         let mut tx = self.write().await?;
         let current: Option<String> = sqlx::query("SELECT digest FROM specs WHERE kind = $1 AND name = $2")
             .bind(kind)
@@ -103,10 +107,11 @@ mod tests {
     async fn put_reports_changes_and_lists_by_kind() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("meta.db")).await.unwrap();
-        assert!(db.put_spec("function", "predict", "{\"a\":1}", "d1", 1, "admin").await.unwrap());
-        assert!(!db.put_spec("function", "predict", "{\"a\":1}", "d1", 2, "admin").await.unwrap(), "same digest");
-        assert!(db.put_spec("function", "predict", "{\"a\":2}", "d2", 3, "admin").await.unwrap());
-        assert!(db.put_spec("api", "predict", "{}", "d3", 4, "admin").await.unwrap());
+        let (a1, a2) = (serde_json::json!({"a": 1}), serde_json::json!({"a": 2}));
+        assert!(db.put_spec("function", "predict", &a1, 1, "admin").await.unwrap());
+        assert!(!db.put_spec("function", "predict", &a1, 2, "admin").await.unwrap(), "same digest");
+        assert!(db.put_spec("function", "predict", &a2, 3, "admin").await.unwrap());
+        assert!(db.put_spec("api", "predict", &serde_json::json!({}), 4, "admin").await.unwrap());
         let listed = db.specs("function").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].spec.as_str(), listed[0].updated_ms), ("{\"a\":2}", 3));
