@@ -359,6 +359,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_model_over_the_memory_limit_is_refused_before_it_is_read() {
+        let (_dir, f) = function(4).await;
+        let version = nimbus_registry::NewVersion {
+            artifact_uri: "s3://models/titanic/huge.json".into(),
+            artifact_sha256: "0".repeat(64),
+            artifact_size: 300 << 20,
+            format: "nimbus-model".into(),
+            input_schema: Default::default(),
+            output_schema: Default::default(),
+            metrics: Default::default(),
+            parameters: Default::default(),
+            lineage: Default::default(),
+            tags: Default::default(),
+            description: String::new(),
+            status: Some(nimbus_registry::ApprovalStatus::Approved),
+        };
+        f.registry.register("titanic", version, "test").await.unwrap();
+        let e = f.invoke(None, b"{}").await.err().expect("over the limit");
+        let InvokeError::Unavailable(m) = &e else { panic!("{e}") };
+        assert!(m.contains("needs about 300 MB, over memory_mb = 256; raise memory_mb"), "{m}");
+    }
+
+    #[tokio::test]
     async fn idle_unload_needs_a_loaded_model_and_quiet() {
         let (_dir, f) = function(1).await;
         assert!(!f.unload_if_idle(clock::now_ms() + 10_000), "nothing loaded");

@@ -264,7 +264,13 @@ fn the_invoke_api_and_the_seeds_emulator_call() {
 /// old model's or the new one's, switching once; rejecting the new version rolls back.
 #[test]
 fn hot_swap_under_load_never_fails_a_request_and_reject_rolls_back() {
-    let n = deployed(&Backend::Sqlite);
+    for backend in backends() {
+        hot_swap(&backend);
+    }
+}
+
+fn hot_swap(backend: &Backend) {
+    let n = deployed(backend);
     // Version 2: different trees, so its probabilities differ from version 1's.
     n.ok(&["pipelines", "run", "titanic", "--param", "max_depth=2", "--param", "num_round=7", "--wait"]);
     let body = format!(r#"{{"return_probabilities":true,{}"#, &SEEDS_SAMPLE[1..]);
