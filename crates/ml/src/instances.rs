@@ -1,17 +1,13 @@
 //! The fast path for the most common request, the seeds' `{"instances": [{…}, …]}` (with an
-//! optional `"return_probabilities"`): decoded straight from the body bytes into the encoded
-//! feature matrix, without building a JSON tree. Strings are borrowed from the body when they
-//! have no escapes, so a request allocates the matrix and little else.
+//! optional `"return_probabilities"`): scanned straight from the body bytes into the encoded
+//! feature matrix, without building a JSON tree or copying a string.
 //!
-//! Anything else — another body shape, an unknown field, a value of the wrong type — returns
-//! `None`, and the caller takes the general path ([`crate::protocols`]), which accepts every
-//! format and words the errors. Both paths encode through [`Preprocessor::encode_scalar`], so
-//! they cannot disagree.
-
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+//! The scanner is deliberately narrow: objects of plain values in one list. Anything else — a
+//! string with an escape, a nested value, another top-level key, an unknown field, a value of
+//! the wrong type, a number outside JSON's grammar, malformed JSON — returns `None`, and the
+//! caller takes the general path ([`crate::protocols`]), which accepts every format and words
+//! the errors. Both paths encode through [`Preprocessor::encode_scalar`], so they cannot
+//! disagree.
 
 use crate::preprocess::{Preprocessor, Scalar};
 
@@ -26,194 +22,199 @@ pub struct Decoded {
 
 /// Decodes the seeds' body, or `None` when the general path must handle it.
 pub fn decode(body: &[u8], pre: &Preprocessor) -> Option<Decoded> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut s = Scan { b: body, i: 0 };
     let mut out = Decoded { x: Vec::new(), rows: 0, return_probabilities: false };
-    de.deserialize_map(BodyVisitor { pre, out: &mut out }).ok()?;
-    de.end().ok()?;
-    (out.rows > 0).then_some(out)
-}
-
-/// Refuses the fast path; the general path then handles (and words) the request.
-fn fallback<E: de::Error>() -> E {
-    E::custom("fallback")
-}
-
-/// A map key, borrowed from the body when it can be.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
+    let mut seen_instances = false;
+    s.eat(b'{')?;
+    loop {
+        match s.string()? {
+            b"instances" if !seen_instances => {
+                seen_instances = true;
+                s.eat(b':')?;
+                rows(&mut s, pre, &mut out)?;
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            b"return_probabilities" => {
+                s.eat(b':')?;
+                out.return_probabilities = match s.value()? {
+                    Value::Bool(b) => b,
+                    _ => return None,
+                };
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
+            _ => return None,
         }
-        d.deserialize_str(V)
-    }
-}
-
-/// A raw value; lists and objects are refused (the general path words that error).
-struct Raw<'de>(RawValue<'de>);
-
-enum RawValue<'de> {
-    Null,
-    Number(f64),
-    Text(Cow<'de, str>),
-    Bool(bool),
-}
-
-impl<'de> de::Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Raw<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number, string, boolean or null")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Null))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Null))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Number(v as f64)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Number(v as f64)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Number(v)))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Text(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw<'de>, E> {
-                Ok(Raw(RawValue::Text(Cow::Owned(v.to_string()))))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-struct BodyVisitor<'a> {
-    pre: &'a Preprocessor,
-    out: &'a mut Decoded,
-}
-
-impl<'de> Visitor<'de> for BodyVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a request object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen_instances = false;
-        while let Some(Key(key)) = map.next_key()? {
-            match key.as_ref() {
-                "instances" if !seen_instances => {
-                    seen_instances = true;
-                    map.next_value_seed(Rows { pre: self.pre, out: &mut *self.out })?;
-                }
-                "return_probabilities" => self.out.return_probabilities = map.next_value::<bool>()?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    return Err(fallback());
-                }
-            }
-        }
-        if seen_instances { Ok(()) } else { Err(fallback()) }
-    }
-}
-
-struct Rows<'a> {
-    pre: &'a Preprocessor,
-    out: &'a mut Decoded,
-}
-
-impl<'de> DeserializeSeed<'de> for Rows<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Rows<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of instances")
-    }
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        let width = self.pre.width();
-        if let Some(n) = seq.size_hint() {
-            self.out.x.reserve(n * width);
-        }
-        loop {
-            let index = self.out.rows;
-            self.out.x.resize((index + 1) * width, f32::NAN);
-            let row = Row { pre: self.pre, row: &mut self.out.x[index * width..], index };
-            if seq.next_element_seed(row)?.is_none() {
-                self.out.x.truncate(index * width);
-                return Ok(());
-            }
-            self.out.rows += 1;
+        if s.eat(b',').is_none() {
+            break;
         }
     }
+    s.eat(b'}')?;
+    s.ws();
+    (s.i == s.b.len() && seen_instances && out.rows > 0).then_some(out)
 }
 
-struct Row<'a> {
-    pre: &'a Preprocessor,
-    row: &'a mut [f32],
-    index: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Row<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+fn rows(s: &mut Scan<'_>, pre: &Preprocessor, out: &mut Decoded) -> Option<()> {
+    let width = pre.width();
+    s.eat(b'[')?;
+    if s.eat(b']').is_some() {
+        return Some(());
     }
-}
-
-impl<'de> Visitor<'de> for Row<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an instance object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let features = &self.pre.features;
-        let mut guess = 0;
-        while let Some(Key(key)) = map.next_key()? {
+    loop {
+        let index = out.rows;
+        out.x.resize((index + 1) * width, f32::NAN);
+        let row = &mut out.x[index * width..];
+        s.eat(b'{')?;
+        if s.eat(b'}').is_none() {
             // Clients send the fields in the model's order more often than not: try the
             // feature after the last one first, then scan.
-            let j = match features.get(guess) {
-                Some(f) if f.name == key.as_ref() => Some(guess),
-                _ => self.pre.feature_index(&key),
-            };
-            let Some(j) = j else {
-                map.next_value::<IgnoredAny>()?;
-                return Err(fallback());
-            };
-            let Raw(value) = map.next_value()?;
-            let scalar = match &value {
-                RawValue::Null => Scalar::Null,
-                RawValue::Number(n) => Scalar::Number(*n),
-                RawValue::Text(t) => Scalar::Text(t),
-                RawValue::Bool(b) => Scalar::Bool(*b),
-            };
-            self.row[j] = self.pre.encode_scalar(j, scalar, self.index).map_err(|_| fallback())?;
-            guess = j + 1;
+            let mut guess = 0;
+            loop {
+                let key = s.string()?;
+                let j = match pre.features.get(guess) {
+                    Some(f) if same(f.name.as_bytes(), key) => guess,
+                    _ => pre.features.iter().position(|f| same(f.name.as_bytes(), key))?,
+                };
+                s.eat(b':')?;
+                let scalar = match s.value()? {
+                    Value::Null => Scalar::Null,
+                    Value::Number(n) => Scalar::Number(n),
+                    Value::Bool(b) => Scalar::Bool(b),
+                    Value::Text(t) => Scalar::Text(std::str::from_utf8(t).ok()?),
+                };
+                row[j] = pre.encode_scalar(j, scalar, index).ok()?;
+                guess = j + 1;
+                if s.eat(b',').is_none() {
+                    break;
+                }
+            }
+            s.eat(b'}')?;
         }
-        Ok(())
+        out.rows += 1;
+        if s.eat(b',').is_none() {
+            break;
+        }
+    }
+    s.eat(b']')
+}
+
+/// Byte equality for short names: lengths, then an inlined loop (cheaper than a `memcmp`
+/// call for a few bytes).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Exact powers of ten for the number shortcut.
+const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+
+/// A plain JSON value as the scanner reads it; strings are the raw bytes between the quotes.
+enum Value<'a> {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(&'a [u8]),
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// Skips whitespace and takes `c`, if it is next.
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i - 1]);
+                }
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], value: Value<'a>) -> Option<Value<'a>> {
+        self.b[self.i..].starts_with(word).then(|| self.i += word.len())?;
+        Some(value)
+    }
+
+    fn value(&mut self) -> Option<Value<'a>> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(Value::Text),
+            b'n' => self.literal(b"null", Value::Null),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'-' | b'0'..=b'9' => self.number().map(Value::Number),
+            _ => None,
+        }
+    }
+
+    /// A number in JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<f64> {
+        let start = self.i;
+        // Digits also accumulate into `mantissa`, for the exact shortcut below.
+        let mut mantissa: u64 = 0;
+        let mut digits = |s: &mut Self| {
+            let from = s.i;
+            while let Some(&d @ b'0'..=b'9') = s.b.get(s.i) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                s.i += 1;
+            }
+            s.i - from
+        };
+        let negative = self.b.get(self.i) == Some(&b'-');
+        if negative {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        let int_digits = digits(self);
+        match int_digits {
+            0 => return None,
+            n if n > 1 && self.b[int_start] == b'0' => return None,
+            _ => {}
+        }
+        let mut frac_digits = 0;
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            frac_digits = digits(self);
+            if frac_digits == 0 {
+                return None;
+            }
+        }
+        let exponent = matches!(self.b.get(self.i), Some(b'e' | b'E'));
+        // Up to 15 digits without an exponent: the mantissa and 10^k are exact doubles, so one
+        // division is correctly rounded, the very value `str::parse` gives (Clinger's fast path).
+        if !exponent && int_digits + frac_digits <= 15 {
+            let v = mantissa as f64 / POW10[frac_digits];
+            return Some(if negative { -v } else { v });
+        }
+        if exponent {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        // The bytes are ASCII digits and signs, so this is valid UTF-8.
+        std::str::from_utf8(&self.b[start..self.i]).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
     }
 }
 
@@ -251,8 +252,39 @@ mod tests {
             p.encode_record(r, i, &mut expected[i * 3..(i + 1) * 3]).unwrap();
         }
         assert_eq!(format!("{:?}", d.x), format!("{expected:?}"), "NaN-aware equality");
-        let escaped = r#"{"instances":[{"Sex":"ma\u006ce"}]}"#;
-        assert_eq!(decode(escaped.as_bytes(), &p).unwrap().x[1], 1.0);
+        let spaced =
+            " {\n \"instances\" : [ { \"Age\" : -2.5e1 , \"Pclass\":0 } , {} ] ,\"return_probabilities\":false }\r\n";
+        let d = decode(spaced.as_bytes(), &p).unwrap();
+        assert_eq!((d.rows, d.x[2], d.x[0], d.return_probabilities), (2, -25.0, 0.0, false));
+        assert!(d.x[3..].iter().all(|v| v.is_nan()), "an empty instance is all missing");
+    }
+
+    #[test]
+    fn numbers_read_exactly_as_str_parse_reads_them() {
+        let p = pre();
+        for text in [
+            "0",
+            "-0",
+            "22",
+            "7.25",
+            "71.2833",
+            "0.1",
+            "-3.14159",
+            "123456789012345",
+            "1234567.89012345",
+            "0.000001",
+            "8.05",
+            "1e3",
+            "2.5E-2",
+            "12345678901234567890",
+            "0.30000000000000004",
+        ] {
+            let body = format!(r#"{{"instances":[{{"Age":{text}}}]}}"#);
+            let got = decode(body.as_bytes(), &p).unwrap().x[2];
+            assert_eq!(got, text.parse::<f64>().unwrap() as f32, "{text}");
+            let mut s = Scan { b: text.as_bytes(), i: 0 };
+            assert_eq!(s.number().unwrap().to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+        }
     }
 
     #[test]
@@ -269,6 +301,17 @@ mod tests {
             r#"{"instances":[{"Age":22}]} trailing"#,
             r#"{"instances":[{"Age":22}]"#,
             "[]",
+            r#"{"instances":[{"Age":01}]}"#,
+            r#"{"instances":[{"Age":+1}]}"#,
+            r#"{"instances":[{"Age":1.}]}"#,
+            r#"{"instances":[{"Age":.5}]}"#,
+            r#"{"instances":[{"Age":1e}]}"#,
+            r#"{"instances":[{"Sex":"ma\u006ce"}]}"#,
+            r#"{"instances":[{"Age":nul}]}"#,
+            r#"{"instances":[{"Age":22,}]}"#,
+            r#"{"instances":[{"Age":22}],}"#,
+            r#"{"instances":[{"Age":22}]}{}"#,
+            r#"{"instances":[{"Age":1e999}]}"#,
         ] {
             assert!(decode(body.as_bytes(), &p).is_none(), "{body}");
         }

@@ -303,6 +303,12 @@ pub enum Scalar<'a> {
 /// Trained models keep their categories sorted, which a binary search finds at once; imported
 /// lists in code order need not be sorted, so a miss falls back to a scan.
 fn category_code(categories: &[String], value: &str) -> f32 {
+    // A short list (the usual case) is scanned with an inlined comparison, cheaper than the
+    // `memcmp` calls of a search; longer ones are searched.
+    if categories.len() <= 8 {
+        let same = |c: &String| c.len() == value.len() && c.bytes().zip(value.bytes()).all(|(x, y)| x == y);
+        return categories.iter().position(same).map(|i| i as f32).unwrap_or(f32::NAN);
+    }
     match categories.binary_search_by(|c| c.as_str().cmp(value)) {
         Ok(i) => i as f32,
         Err(_) => categories.iter().position(|c| c == value).map(|i| i as f32).unwrap_or(f32::NAN),
