@@ -191,12 +191,13 @@ pub async fn metrics(g: &Global, function: Option<String>, api: Option<String>) 
             } else {
                 0.0
             };
+            let count = |metric: &str| value(metric, "function", f) as u64;
             let row = serde_json::json!({
-                "invocations": value("nimbus_function_invocations_total", "function", f),
-                "errors": value("nimbus_function_errors_total", "function", f),
-                "throttles": value("nimbus_function_throttles_total", "function", f),
-                "cold_starts": value("nimbus_function_cold_starts_total", "function", f),
-                "in_flight": value("nimbus_function_concurrent_executions", "function", f),
+                "invocations": count("nimbus_function_invocations_total"),
+                "errors": count("nimbus_function_errors_total"),
+                "throttles": count("nimbus_function_throttles_total"),
+                "cold_starts": count("nimbus_function_cold_starts_total"),
+                "in_flight": count("nimbus_function_concurrent_executions"),
                 "mean_duration_ms": (mean_ms * 1000.0).round() / 1000.0,
             });
             rows.push(vec![

@@ -239,8 +239,8 @@ fn the_invoke_api_and_the_seeds_emulator_call() {
     assert!(lines.iter().any(|l| l.starts_with("START RequestId: ") && l.ends_with(" Version: $LATEST")));
     assert!(lines.iter().any(|l| l.starts_with("END RequestId: ")));
     let m = n.json(&["metrics", "--function", "predict"]);
-    assert_eq!(m["function/predict"]["invocations"], 2.0, "the emulator call and the CLI invoke: {m}");
-    assert_eq!(m["function/predict"]["cold_starts"], 1.0, "{m}");
+    assert_eq!(m["function/predict"]["invocations"], 2, "the emulator call and the CLI invoke: {m}");
+    assert_eq!(m["function/predict"]["cold_starts"], 1, "{m}");
     assert_eq!(m["function/slow"], Value::Null, "only the function asked for: {m}");
     let table = n.ok(&["metrics"]);
     assert!(table.contains("FUNCTION") && table.contains("slow") && table.contains("COLD STARTS"), "{table}");
