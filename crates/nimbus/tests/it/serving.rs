@@ -414,3 +414,28 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
     assert_eq!(status, 400, "{text}");
     assert!(serde_json::from_str::<Value>(&text).unwrap()["error"].as_str().unwrap().contains("shape"), "{text}");
 }
+
+#[test]
+fn an_alias_move_swaps_a_function_that_serves_the_alias() {
+    let n = deployed(&Backend::Sqlite);
+    // `pinned` serves @production, which does not exist yet.
+    assert_eq!(post_json(&n, "/extra/prod/pinned", SEEDS_SAMPLE).0, 502);
+    n.ok(&["models", "alias", "titanic", "production", "1"]);
+    let body = format!(r#"{{"return_probabilities":true,{}"#, &SEEDS_SAMPLE[1..]);
+    let (status, v1) = post_json(&n, "/extra/prod/pinned", &body);
+    assert_eq!(status, 200);
+    assert_eq!(post_json(&n, "/titanic/prod/predict", SEEDS_SAMPLE).0, 200, "predict is warm on version 1");
+    n.ok(&["pipelines", "run", "titanic", "--param", "max_depth=2", "--param", "num_round=7", "--wait"]);
+    // Moving the alias (to a version still pending approval) swaps the warm function.
+    n.ok(&["models", "alias", "titanic", "production", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n.json(&["functions", "describe", "pinned"])["loaded_version"] != 2 {
+        assert!(Instant::now() < deadline, "pinned never loaded version 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, v2) = post_json(&n, "/extra/prod/pinned", &body);
+    assert_eq!(status, 200);
+    assert_ne!(v1, v2);
+    // The latest-approved function did not move: version 2 is not approved.
+    assert_eq!(n.json(&["functions", "describe", "predict"])["loaded_version"], 1);
+}
