@@ -59,12 +59,11 @@ impl InvokeError {
     }
 }
 
-/// A finished invocation.
+/// A finished invocation. Its log lines (START … REPORT) are in the function's [`LogBook`],
+/// found by the request id.
 pub struct Invocation {
     pub request_id: String,
     pub answer: Answer,
-    /// This invocation's log lines (START … REPORT), for `X-Amz-Log-Type: Tail`.
-    pub log: Vec<String>,
 }
 
 /// A deployed model function.
@@ -309,9 +308,9 @@ impl Function {
         }
         lines.push(logs::end_line(&request_id));
         lines.push(logs::report_line(&request_id, duration_ms, self.spec.memory_mb, used, init));
-        self.logs.push(clock::now_ms(), lines.iter().cloned());
+        self.logs.push(clock::now_ms(), lines);
         let (answer, _, _) = result?;
-        Ok(Invocation { request_id, answer, log: lines })
+        Ok(Invocation { request_id, answer })
     }
 }
 

@@ -5,33 +5,51 @@
 //! as the seeds' local-emulator call sends it (`{"instances": […]}`). The answer is the proxy
 //! response the seeds' handler returns: `{"statusCode": 200, "body": "{\"predictions\": [0]}"}`.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use base64::Engine;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::protocol::Answer;
 
+/// The parts of an API Gateway event a model function reads; everything else is skipped
+/// without being built.
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "requestContext")]
+    request_context: Option<IgnoredAny>,
+    #[serde(default)]
+    headers: Option<HashMap<String, Value>>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(rename = "isBase64Encoded", default)]
+    is_base64_encoded: bool,
+}
+
 /// The content type and body of the prediction request inside an invocation payload.
-pub fn request_of_event(payload: &[u8]) -> (Option<String>, Vec<u8>) {
-    let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(payload) else {
-        return (None, payload.to_vec());
+pub fn request_of_event(payload: &[u8]) -> (Option<String>, Cow<'_, [u8]>) {
+    let event = match serde_json::from_slice::<Event>(payload) {
+        Ok(e) if e.request_context.is_some() => e,
+        _ => return (None, Cow::Borrowed(payload)),
     };
-    if !event.contains_key("requestContext") {
-        return (None, payload.to_vec());
-    }
     let content_type = event
-        .get("headers")
-        .and_then(Value::as_object)
-        .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+        .headers
+        .iter()
+        .flatten()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .and_then(|(_, v)| v.as_str())
         .map(str::to_string);
-    let body = match event.get("body") {
-        Some(Value::String(s)) if event.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
-            base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_else(|_| s.as_bytes().to_vec())
+    let body = match event.body {
+        Some(s) if event.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD.decode(&s).unwrap_or_else(|_| s.into_bytes())
         }
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        _ => Vec::new(),
+        Some(s) => s.into_bytes(),
+        None => Vec::new(),
     };
-    (content_type, body)
+    (content_type, Cow::Owned(body))
 }
 
 /// The proxy response of an answer, keys in the order Lambda prints them.
@@ -48,13 +66,14 @@ mod tests {
     #[test]
     fn events_and_plain_bodies() {
         let plain = br#"{"instances":[{"Age":80}]}"#;
-        assert_eq!(request_of_event(plain), (None, plain.to_vec()));
+        assert_eq!(request_of_event(plain), (None, Cow::Borrowed(plain.as_slice())));
         let event = json!({
             "version": "2.0", "routeKey": "POST /predict", "headers": {"Content-Type": "text/csv"},
             "body": "QWdlCjgwCg==", "isBase64Encoded": true, "requestContext": {"stage": "prod"}
         });
-        let (ct, body) = request_of_event(event.to_string().as_bytes());
-        assert_eq!((ct.as_deref(), body.as_slice()), (Some("text/csv"), b"Age\n80\n".as_slice()));
+        let event = event.to_string();
+        let (ct, body) = request_of_event(event.as_bytes());
+        assert_eq!((ct.as_deref(), &*body), (Some("text/csv"), b"Age\n80\n".as_slice()));
         let answer = Answer::json(200, &json!({"predictions": [0]}));
         assert_eq!(proxy_response(&answer), r#"{"statusCode":200,"body":"{\"predictions\":[0]}"}"#);
     }

@@ -72,7 +72,8 @@ fn infer(loaded: &Loaded, model: &str, version: Option<i64>, body: &[u8]) -> Ans
 }
 
 fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
-    let csv = content_type.is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    let csv =
+        content_type.is_some_and(|ct| ct.trim_start().get(..8).is_some_and(|t| t.eq_ignore_ascii_case("text/csv")));
     // The seeds' `{"instances": [{…}]}` decodes straight into the feature matrix.
     if !csv && let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
         let mut out = Vec::with_capacity(16 + d.rows * if d.return_probabilities { 48 } else { 2 });

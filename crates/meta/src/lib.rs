@@ -155,6 +155,17 @@ impl Db {
         Ok(WriteTx { tx, _guard: guard })
     }
 
+    /// Runs one write statement in its own write transaction; returns the rows it touched.
+    pub async fn write_one<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<u64, MetaError> {
+        let mut tx = self.write().await?;
+        let n = statement.execute(&mut *tx.tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -87,14 +87,9 @@ impl Db {
 
     /// Deletes the document `kind`/`name`; returns whether it existed.
     pub async fn delete_spec(&self, kind: &str, name: &str) -> Result<bool, MetaError> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query("DELETE FROM specs WHERE kind = $1 AND name = $2")
-            .bind(kind)
-            .bind(name)
-            .execute(&mut *tx.tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
+        let n = self
+            .write_one(sqlx::query("DELETE FROM specs WHERE kind = $1 AND name = $2").bind(kind).bind(name))
+            .await?;
         Ok(n > 0)
     }
 }

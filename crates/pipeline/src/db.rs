@@ -64,20 +64,19 @@ fn json_err(field: &str, e: serde_json::Error) -> PipelineError {
 pub(crate) async fn put_pipeline(db: &Db, name: &str, spec: &PipelineSpec, actor: &str) -> Result<(), PipelineError> {
     let definition = serde_json::to_string(spec).expect("specs serialise");
     let digest = hex::encode(Sha256::digest(definition.as_bytes()));
-    let mut tx = db.write().await?;
-    sqlx::query(
-        "INSERT INTO pipelines (name, definition, digest, next_execution, updated_ms, updated_by) VALUES ($1, $2, $3, 1, $4, $5) \
-         ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, digest = excluded.digest, \
-         updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+    db.write_one(
+        sqlx::query(
+            "INSERT INTO pipelines (name, definition, digest, next_execution, updated_ms, updated_by) VALUES ($1, $2, $3, 1, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, digest = excluded.digest, \
+             updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+        )
+        .bind(name)
+        .bind(&definition)
+        .bind(&digest)
+        .bind(clock::now_ms())
+        .bind(actor)
     )
-    .bind(name)
-    .bind(&definition)
-    .bind(&digest)
-    .bind(clock::now_ms())
-    .bind(actor)
-    .execute(&mut *tx.tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -268,15 +267,14 @@ async fn steps(db: &Db, id: &str) -> Result<Vec<StepRun>, PipelineError> {
 
 /// Marks a step running.
 pub(crate) async fn step_started(db: &Db, id: &str, step: &str, cache_key: &str) -> Result<(), PipelineError> {
-    let mut tx = db.write().await?;
-    sqlx::query("UPDATE execution_steps SET status = 'Running', started_ms = $1, cache_key = $2 WHERE execution_id = $3 AND step = $4")
-        .bind(clock::now_ms())
-        .bind(cache_key)
-        .bind(id)
-        .bind(step)
-        .execute(&mut *tx.tx)
-        .await?;
-    tx.commit().await?;
+    db.write_one(
+        sqlx::query("UPDATE execution_steps SET status = 'Running', started_ms = $1, cache_key = $2 WHERE execution_id = $3 AND step = $4")
+            .bind(clock::now_ms())
+            .bind(cache_key)
+            .bind(id)
+            .bind(step)
+    )
+    .await?;
     Ok(())
 }
 
@@ -288,15 +286,14 @@ pub(crate) async fn step_progress(
     progress: &str,
     log: &str,
 ) -> Result<(), PipelineError> {
-    let mut tx = db.write().await?;
-    sqlx::query("UPDATE execution_steps SET progress = $1, log = $2 WHERE execution_id = $3 AND step = $4")
-        .bind(progress)
-        .bind(log)
-        .bind(id)
-        .bind(step)
-        .execute(&mut *tx.tx)
-        .await?;
-    tx.commit().await?;
+    db.write_one(
+        sqlx::query("UPDATE execution_steps SET progress = $1, log = $2 WHERE execution_id = $3 AND step = $4")
+            .bind(progress)
+            .bind(log)
+            .bind(id)
+            .bind(step),
+    )
+    .await?;
     Ok(())
 }
 
@@ -310,21 +307,20 @@ pub(crate) async fn step_finished(
     log: &str,
     error: Option<&str>,
 ) -> Result<(), PipelineError> {
-    let mut tx = db.write().await?;
-    sqlx::query(
-        "UPDATE execution_steps SET status = $1, outputs = $2, log = $3, error = $4, ended_ms = $5, \
-         started_ms = COALESCE(started_ms, $5) WHERE execution_id = $6 AND step = $7",
+    db.write_one(
+        sqlx::query(
+            "UPDATE execution_steps SET status = $1, outputs = $2, log = $3, error = $4, ended_ms = $5, \
+             started_ms = COALESCE(started_ms, $5) WHERE execution_id = $6 AND step = $7",
+        )
+        .bind(status)
+        .bind(outputs.to_string())
+        .bind(log)
+        .bind(error)
+        .bind(clock::now_ms())
+        .bind(id)
+        .bind(step),
     )
-    .bind(status)
-    .bind(outputs.to_string())
-    .bind(log)
-    .bind(error)
-    .bind(clock::now_ms())
-    .bind(id)
-    .bind(step)
-    .execute(&mut *tx.tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -361,17 +357,16 @@ pub(crate) async fn execution_finished(
     outcome: &str,
     version: Option<i64>,
 ) -> Result<(), PipelineError> {
-    let mut tx = db.write().await?;
-    sqlx::query(
-        "UPDATE executions SET status = $1, outcome = $2, registered_version = $3, ended_ms = $4 WHERE id = $5",
+    db.write_one(
+        sqlx::query(
+            "UPDATE executions SET status = $1, outcome = $2, registered_version = $3, ended_ms = $4 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(outcome)
+        .bind(version)
+        .bind(clock::now_ms())
+        .bind(id),
     )
-    .bind(status)
-    .bind(outcome)
-    .bind(version)
-    .bind(clock::now_ms())
-    .bind(id)
-    .execute(&mut *tx.tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -31,14 +31,34 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
             .into_response();
         }
     };
+    let principal = match verify(&state, &parts, &bytes, SERVICE).await {
+        Ok(p) => p,
+        Err(e) => {
+            let path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |o| o.0.path());
+            tracing::info!(method = %parts.method, path, reason = %e, "admin request refused");
+            return ApiError::from(e).into_response();
+        }
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Verifies a request's SigV4 signature for `service` over its buffered body; the path is the
+/// one the client signed (before any nesting stripped a prefix).
+pub async fn verify(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    service: &str,
+) -> Result<Principal, nimbus_iam::IamError> {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let body_sha256 = hex::encode(Sha256::digest(&bytes));
-    // Nesting strips the `/_nimbus/v1` prefix; the client signed the full path.
-    let uri = parts.extensions.get::<OriginalUri>().map(|o| o.0.clone()).unwrap_or_else(|| parts.uri.clone());
+    let body_sha256 = hex::encode(Sha256::digest(body));
+    let uri = parts.extensions.get::<OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
     let sig_req = sigv4::Request {
         method: parts.method.as_str(),
         path: uri.path(),
@@ -46,14 +66,5 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
         headers: &headers,
         body_sha256: Some(&body_sha256),
     };
-    let principal: Principal = match state.iam.authenticate(&sig_req, SERVICE, UriMode::Normalized).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::info!(method = %parts.method, path = uri.path(), reason = %e, "admin request refused");
-            return ApiError::from(e).into_response();
-        }
-    };
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    state.iam.authenticate(&sig_req, service, UriMode::Normalized).await
 }

@@ -16,10 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use nimbus_functions::{Function, InvokeError, lambda};
-use nimbus_iam::sigv4::{self, UriMode};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::AppState;
 
@@ -110,27 +108,11 @@ pub async fn invoke(
 }
 
 async fn authenticate(state: &AppState, parts: &axum::http::request::Parts, payload: &[u8]) -> Result<(), Response> {
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let body_sha256 = hex::encode(Sha256::digest(payload));
-    let sig_req = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        body_sha256: Some(&body_sha256),
-    };
-    match state.iam.authenticate(&sig_req, SERVICE, UriMode::Normalized).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let mut res = (StatusCode::FORBIDDEN, axum::Json(json!({ "message": e.to_string() }))).into_response();
-            res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("AccessDeniedException"));
-            Err(res)
-        }
-    }
+    crate::auth::verify(state, parts, payload, SERVICE).await.map(drop).map_err(|e| {
+        let mut res = (StatusCode::FORBIDDEN, axum::Json(json!({ "message": e.to_string() }))).into_response();
+        res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("AccessDeniedException"));
+        res
+    })
 }
 
 fn executed(status: StatusCode, body: Body) -> Response {
@@ -143,7 +125,13 @@ fn executed(status: StatusCode, body: Body) -> Response {
 async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, tail: bool) -> Response {
     let (ct, body) = lambda::request_of_event(payload);
     let (mut res, log) = match function.invoke(ct.as_deref(), &body).await {
-        Ok(inv) => (executed(StatusCode::OK, Body::from(lambda::proxy_response(&inv.answer))), inv.log),
+        Ok(inv) => {
+            let log = if tail { function.logs.query(0, Some(&inv.request_id), 16) } else { Vec::new() };
+            (
+                executed(StatusCode::OK, Body::from(lambda::proxy_response(&inv.answer))),
+                log.into_iter().map(|l| l.text).collect(),
+            )
+        }
         Err(InvokeError::Throttled { .. }) => {
             return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
         }
@@ -151,7 +139,7 @@ async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, t
             let body = json!({ "errorMessage": e.to_string(), "errorType": e.error_type() }).to_string();
             let mut res = executed(StatusCode::OK, Body::from(body));
             res.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
-            let log = function.logs.query(0, None, 4).into_iter().map(|l| l.text).collect();
+            let log: Vec<String> = function.logs.query(0, None, 4).into_iter().map(|l| l.text).collect();
             (res, log)
         }
     };

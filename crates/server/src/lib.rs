@@ -14,7 +14,7 @@ mod oip;
 mod state;
 
 pub use config::ServerConfig;
-pub use state::AppState;
+pub use state::{AppState, Parts};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,7 +112,7 @@ impl Server {
         let functions =
             nimbus_functions::Functions::open(db.clone(), store.clone(), registry.clone(), partition.clone()).await?;
         let gateway = nimbus_gateway::Gateway::open(db.clone(), functions.clone()).await?;
-        let state = AppState {
+        let state = AppState::new(state::Parts {
             iam,
             store,
             registry,
@@ -122,7 +122,7 @@ impl Server {
             partition,
             db,
             max_body: cfg.max_body_bytes,
-        };
+        });
         Ok(Server { state, addr, listener, new_admin_key })
     }
 
@@ -150,26 +150,17 @@ pub fn app(state: AppState) -> Router {
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke::invoke))
         .route("/metrics", axum::routing::get(invoke::metrics))
         .nest("/v2", oip::router())
-        .fallback(gateway(state.gateway.clone()))
+        .fallback(gateway)
         .with_state(state)
 }
 
-/// Everything outside the reserved prefixes goes to the API gateway. The handler holds only
-/// the gateway, so a prediction request does not clone the whole application state.
-fn gateway(
-    gateway: nimbus_gateway::Gateway,
-) -> impl Fn(axum::extract::Request) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    move |req: axum::extract::Request| {
-        let gateway = gateway.clone();
-        Box::pin(async move {
-            let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
-            gateway.handle(req, peer).await
-        })
-    }
+/// Everything outside the reserved prefixes goes to the API gateway.
+async fn gateway(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+    state.gateway.handle(req, peer).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

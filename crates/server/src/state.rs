@@ -1,5 +1,7 @@
 //! The shared state every handler sees.
 
+use std::sync::Arc;
+
 use nimbus_core::arn::Partition;
 use nimbus_functions::Functions;
 use nimbus_gateway::Gateway;
@@ -9,9 +11,25 @@ use nimbus_pipeline::Pipelines;
 use nimbus_registry::Registry;
 use nimbus_store::Store;
 
-/// Handles on every part; cheap to clone.
+/// The shared state: one allocation, so the per-request clone axum makes is a reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl AppState {
+    pub fn new(parts: Parts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// Handles on every part.
+pub struct Parts {
     pub iam: Iam,
     pub store: Store,
     pub registry: Registry,
