@@ -1,24 +1,31 @@
 //! The object store: buckets of keyed objects.
 //!
-//! Bytes go to an [`object_store`] backend (files under `DIR/objects` by default), each write
-//! to a fresh location, written atomically (temporary file + rename) by the backend. The
-//! object's row in the metadata database — key, size, SHA-256, location — is written only
-//! after the bytes are safely down, in one transaction that also retires the previous
-//! location. So a crash at any moment leaves either the old object or the new one visible,
-//! never a partial one; at worst an unreferenced blob remains. Reads check the digest.
+//! Bytes go to blob files ([`blobs`]), each write to a fresh location, streamed, hashed and
+//! fsynced before anything points at them. The object's row in the metadata database — key,
+//! size, SHA-256, location — is written only after that, in one transaction that also retires
+//! the previous location. So a crash at any moment leaves either the old object or the new one
+//! visible, never a partial one; at worst an unreferenced blob remains, which [`fsck`] removes.
+//! Reads check the digest.
+//!
+//! An object may carry legal holds ([`holds`]): the artifact of every registered model version
+//! is held, and a held object can be neither overwritten nor deleted.
 #![forbid(unsafe_code)]
 
+pub mod blobs;
+pub mod fsck;
+pub mod holds;
+
+use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use nimbus_core::{clock, names};
 use nimbus_meta::Db;
 use nimbus_meta::sqlx::{self, Row, any::AnyRow};
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as BlobPath;
-use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
+
+use crate::blobs::{LocalBlobs, WriteError};
 
 /// Errors of the object store.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +45,24 @@ pub enum StoreError {
     /// No object under that key.
     #[error("object s3://{bucket}/{key} does not exist")]
     NoSuchKey { bucket: String, key: String },
+    /// The object is held (it is a registered model's artifact) and cannot change.
+    #[error(
+        "object s3://{bucket}/{key} is the artifact of {holder} and cannot be overwritten or deleted; write to a new key instead"
+    )]
+    Held { bucket: String, key: String, holder: String },
     /// The stored bytes no longer hash to the recorded digest.
     #[error("object s3://{bucket}/{key} is damaged: its bytes do not match the recorded SHA-256")]
     Corrupt { bucket: String, key: String },
-    /// The byte backend failed.
-    #[error("object backend: {0}")]
-    Backend(#[from] object_store::Error),
+    /// The object is not the one expected: its digest differs from the one recorded elsewhere
+    /// (a registered version's artifact digest).
+    #[error("object s3://{bucket}/{key} has SHA-256 {found}, not the {expected} recorded for it")]
+    Changed { bucket: String, key: String, expected: String, found: String },
+    /// The bytes to store could not be read (the client went away, a limit was crossed).
+    #[error("{0}")]
+    Source(io::Error),
+    /// The disk failed.
+    #[error("object storage: {0}")]
+    Disk(String),
     /// The metadata database failed.
     #[error(transparent)]
     Meta(#[from] nimbus_meta::MetaError),
@@ -52,6 +71,15 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Meta(e.into())
+    }
+}
+
+impl From<WriteError> for StoreError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Source(e) => StoreError::Source(e),
+            e @ WriteError::Disk { .. } => StoreError::Disk(e.to_string()),
+        }
     }
 }
 
@@ -82,11 +110,14 @@ pub struct BucketInfo {
     pub created_ms: i64,
 }
 
+/// A stream of an object's bytes.
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
 /// The object store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    blobs: Arc<dyn ObjectStore>,
+    blobs: LocalBlobs,
 }
 
 const COLUMNS: &str = "bucket, object_key, size, sha256, content_type, created_ms";
@@ -94,24 +125,22 @@ const COLUMNS: &str = "bucket, object_key, size, sha256, content_type, created_m
 impl Store {
     /// A store keeping bytes in files under `root`.
     pub fn local(db: Db, root: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
-        let fs = LocalFileSystem::new_with_prefix(root)?;
-        Ok(Store { db, blobs: Arc::new(fs) })
+        let blobs = LocalBlobs::at(root).map_err(|e| StoreError::Disk(format!("{}: {e}", root.display())))?;
+        Ok(Store { db, blobs })
     }
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str) -> Result<BucketInfo, StoreError> {
         names::bucket(name)?;
         let created_ms = clock::now_ms();
-        let mut tx = self.db.write().await?;
-        let n = sqlx::query("INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(created_ms)
-            .execute(&mut *tx.tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
+        let n = self
+            .db
+            .write_one(
+                sqlx::query("INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(created_ms),
+            )
+            .await?;
         if n == 0 {
             return Err(StoreError::BucketExists(name.to_string()));
         }
@@ -132,10 +161,17 @@ impl Store {
         rows.iter().map(|r| Ok(BucketInfo { name: r.try_get("name")?, created_ms: r.try_get("created_ms")? })).collect()
     }
 
+    /// Whether a bucket exists.
+    pub async fn bucket_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let found =
+            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(self.db.pool()).await?;
+        Ok(found.is_some())
+    }
+
     /// Deletes an empty bucket.
     pub async fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
         let mut tx = self.db.write().await?;
-        self.require_bucket(&mut tx.tx, name).await?;
+        require_bucket(&mut tx.tx, name).await?;
         let any = sqlx::query("SELECT object_key FROM objects WHERE bucket = $1 LIMIT 1")
             .bind(name)
             .fetch_optional(&mut *tx.tx)
@@ -148,41 +184,42 @@ impl Store {
         Ok(())
     }
 
-    async fn require_bucket(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        name: &str,
-    ) -> Result<(), StoreError> {
-        let found =
-            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
-        found.map(|_| ()).ok_or_else(|| StoreError::NoSuchBucket(name.to_string()))
+    /// Stores `bytes` under `bucket/key`, replacing any previous object there.
+    pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<ObjectInfo, StoreError> {
+        self.put_stream(bucket, key, futures::stream::iter([Ok(bytes)]), content_type).await
     }
 
-    /// Stores `bytes` under `bucket/key`, replacing any previous object there.
-    pub async fn put(
+    /// Stores the bytes of `chunks` under `bucket/key`, replacing any previous object there.
+    /// The bytes are streamed to disk, never held whole; the object appears only once they
+    /// are all down (and is not replaced at all when the stream fails).
+    pub async fn put_stream<S>(
         &self,
         bucket: &str,
         key: &str,
-        bytes: Bytes,
+        chunks: S,
         content_type: &str,
-    ) -> Result<ObjectInfo, StoreError> {
+    ) -> Result<ObjectInfo, StoreError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
         names::object_key(key)?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let size = bytes.len() as i64;
-        let location = format!("{bucket}/{}", nimbus_core::new_id());
-        // Bytes first: until the row below commits, nobody can see them.
-        self.blobs.put(&BlobPath::from(location.as_str()), PutPayload::from_bytes(bytes)).await?;
-
+        // Fail before reading a byte when the write cannot succeed.
+        if !self.bucket_exists(bucket).await? {
+            return Err(StoreError::NoSuchBucket(bucket.to_string()));
+        }
+        if let Some(holder) = holds::holder(self.db.pool(), bucket, key).await? {
+            return Err(StoreError::Held { bucket: bucket.to_string(), key: key.to_string(), holder });
+        }
+        let written = self.blobs.write(bucket, chunks).await?;
         let info = ObjectInfo {
             bucket: bucket.to_string(),
             key: key.to_string(),
-            size,
-            sha256,
+            size: written.size,
+            sha256: written.sha256,
             content_type: content_type.to_string(),
             created_ms: clock::now_ms(),
         };
-        let result = self.record(&info, &location).await;
-        match result {
+        match self.record(&info, &written.location).await {
             Ok(previous) => {
                 if let Some(old) = previous {
                     self.remove_blob(&old).await;
@@ -190,7 +227,7 @@ impl Store {
                 Ok(info)
             }
             Err(e) => {
-                self.remove_blob(&location).await;
+                self.remove_blob(&written.location).await;
                 Err(e)
             }
         }
@@ -199,7 +236,10 @@ impl Store {
     /// Writes the object's row; returns the location it replaced, if any.
     async fn record(&self, info: &ObjectInfo, location: &str) -> Result<Option<String>, StoreError> {
         let mut tx = self.db.write().await?;
-        self.require_bucket(&mut tx.tx, &info.bucket).await?;
+        require_bucket(&mut tx.tx, &info.bucket).await?;
+        if let Some(holder) = holds::holder(&mut *tx.tx, &info.bucket, &info.key).await? {
+            return Err(StoreError::Held { bucket: info.bucket.clone(), key: info.key.clone(), holder });
+        }
         let previous: Option<String> = sqlx::query(&format!(
             "SELECT location FROM objects WHERE bucket = $1 AND object_key = $2{}",
             self.db.for_update()
@@ -229,8 +269,8 @@ impl Store {
     }
 
     async fn remove_blob(&self, location: &str) {
-        if let Err(e) = self.blobs.delete(&BlobPath::from(location)).await {
-            tracing::warn!(location, error = %e, "could not remove an unreferenced blob");
+        if let Err(e) = self.blobs.delete(location).await {
+            tracing::warn!(location, error = %e, "could not remove an unreferenced blob; `nimbus store fsck --repair` will");
         }
     }
 
@@ -243,16 +283,10 @@ impl Store {
                 .await?;
         match row {
             Some(r) => Ok((object_info(&r)?, r.try_get("location")?)),
-            None => {
-                let b = sqlx::query("SELECT name FROM buckets WHERE name = $1")
-                    .bind(bucket)
-                    .fetch_optional(self.db.pool())
-                    .await?;
-                Err(match b {
-                    None => StoreError::NoSuchBucket(bucket.to_string()),
-                    Some(_) => StoreError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() },
-                })
+            None if self.bucket_exists(bucket).await? => {
+                Err(StoreError::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() })
             }
+            None => Err(StoreError::NoSuchBucket(bucket.to_string())),
         }
     }
 
@@ -264,17 +298,86 @@ impl Store {
     /// The object's metadata and bytes; the bytes are checked against the recorded digest.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<(ObjectInfo, Bytes), StoreError> {
         let (info, location) = self.locate(bucket, key).await?;
-        let bytes = self.blobs.get(&BlobPath::from(location.as_str())).await?.bytes().await?;
+        let bytes = self.read_blob(&info, &location).await?;
         if hex::encode(Sha256::digest(&bytes)) != info.sha256 {
             return Err(StoreError::Corrupt { bucket: bucket.to_string(), key: key.to_string() });
         }
         Ok((info, bytes))
     }
 
-    /// Deletes an object; deleting a missing key is not an error (as in S3).
+    /// The object's bytes, which must hash to `sha256` (a digest recorded elsewhere, such as a
+    /// registered version's): anything else is refused, whatever the object's row says.
+    pub async fn get_expecting(&self, bucket: &str, key: &str, sha256: &str) -> Result<Bytes, StoreError> {
+        let (info, location) = self.locate(bucket, key).await?;
+        if info.sha256 != sha256 {
+            let (expected, found) = (sha256.to_string(), info.sha256);
+            return Err(StoreError::Changed { bucket: bucket.to_string(), key: key.to_string(), expected, found });
+        }
+        let bytes = self.read_blob(&info, &location).await?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            return Err(StoreError::Corrupt { bucket: bucket.to_string(), key: key.to_string() });
+        }
+        Ok(bytes)
+    }
+
+    /// The object's metadata and a stream of its bytes, for downloads of any size. The stream
+    /// is checked against the recorded digest as it goes: when the bytes turn out damaged, its
+    /// last item is an error instead of the end, so the transfer fails rather than completes.
+    pub async fn open(&self, bucket: &str, key: &str) -> Result<(ObjectInfo, ByteStream), StoreError> {
+        let (info, location) = self.locate(bucket, key).await?;
+        let stream = match self.blobs.open(&location).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.missing_blob(&info)),
+            Err(e) => return Err(StoreError::Disk(format!("{location}: {e}"))),
+        };
+        let expected = info.sha256.clone();
+        let uri = info.uri();
+        let checked = futures::stream::unfold(
+            (Box::pin(stream), Some(Sha256::new())),
+            move |(mut stream, mut hash)| {
+                let (expected, uri) = (expected.clone(), uri.clone());
+                async move {
+                    let h = hash.as_mut()?;
+                    match stream.next().await {
+                        Some(Ok(chunk)) => {
+                            h.update(&chunk);
+                            Some((Ok(chunk), (stream, hash)))
+                        }
+                        Some(Err(e)) => Some((Err(e), (stream, None))),
+                        None => {
+                            let found = hex::encode(hash.take()?.finalize());
+                            (found != expected).then(|| {
+                                let e = io::Error::new(io::ErrorKind::InvalidData, format!("{uri} is damaged"));
+                                (Err(e), (stream, None))
+                            })
+                        }
+                    }
+                }
+            },
+        );
+        Ok((info, Box::pin(checked)))
+    }
+
+    async fn read_blob(&self, info: &ObjectInfo, location: &str) -> Result<Bytes, StoreError> {
+        match self.blobs.read(location).await {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.missing_blob(info)),
+            Err(e) => Err(StoreError::Disk(format!("{location}: {e}"))),
+        }
+    }
+
+    fn missing_blob(&self, info: &ObjectInfo) -> StoreError {
+        StoreError::Corrupt { bucket: info.bucket.clone(), key: info.key.clone() }
+    }
+
+    /// Deletes an object; deleting a missing key is not an error (as in S3). A held object is
+    /// refused.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         let mut tx = self.db.write().await?;
-        self.require_bucket(&mut tx.tx, bucket).await?;
+        require_bucket(&mut tx.tx, bucket).await?;
+        if let Some(holder) = holds::holder(&mut *tx.tx, bucket, key).await? {
+            return Err(StoreError::Held { bucket: bucket.to_string(), key: key.to_string(), holder });
+        }
         let location: Option<String> =
             sqlx::query("SELECT location FROM objects WHERE bucket = $1 AND object_key = $2")
                 .bind(bucket)
@@ -304,9 +407,7 @@ impl Store {
         start_after: &str,
         limit: i64,
     ) -> Result<Vec<ObjectInfo>, StoreError> {
-        let b =
-            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(bucket).fetch_optional(self.db.pool()).await?;
-        if b.is_none() {
+        if !self.bucket_exists(bucket).await? {
             return Err(StoreError::NoSuchBucket(bucket.to_string()));
         }
         // Prefix match by range, not LIKE, so '%' and '_' in keys mean themselves.
@@ -323,6 +424,20 @@ impl Store {
         .await?;
         Ok(rows.iter().map(object_info).collect::<Result<_, _>>()?)
     }
+
+    /// The metadata database this store records into.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn blobs(&self) -> &LocalBlobs {
+        &self.blobs
+    }
+}
+
+async fn require_bucket(tx: &mut sqlx::Transaction<'static, sqlx::Any>, name: &str) -> Result<(), StoreError> {
+    let found = sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut **tx).await?;
+    found.map(|_| ()).ok_or_else(|| StoreError::NoSuchBucket(name.to_string()))
 }
 
 fn object_info(r: &AnyRow) -> Result<ObjectInfo, sqlx::Error> {
@@ -345,7 +460,7 @@ pub fn parse_uri(uri: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
         let store = Store::local(db, &dir.path().join("objects")).unwrap();
@@ -377,12 +492,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn damaged_bytes_are_detected() {
+    async fn damaged_bytes_are_detected_whole_and_streamed() {
         let (dir, s) = store().await;
         s.create_bucket("data").await.unwrap();
-        s.put("data", "k", Bytes::from_static(b"good"), "text/plain").await.unwrap();
+        let info = s.put("data", "k", Bytes::from_static(b"good"), "text/plain").await.unwrap();
+        let (_, stream) = s.open("data", "k").await.unwrap();
+        let chunks: Vec<io::Result<Bytes>> = stream.collect().await;
+        assert!(chunks.iter().all(Result::is_ok) && chunks.len() == 1);
+        assert_eq!(s.get_expecting("data", "k", &info.sha256).await.unwrap(), Bytes::from_static(b"good"));
+        let e = s.get_expecting("data", "k", &"0".repeat(64)).await.unwrap_err();
+        assert!(matches!(e, StoreError::Changed { .. }), "{e}");
+
         let blob = std::fs::read_dir(dir.path().join("objects/data")).unwrap().next().unwrap().unwrap().path();
         std::fs::write(blob, b"evil").unwrap();
         assert!(matches!(s.get("data", "k").await, Err(StoreError::Corrupt { .. })));
+        assert!(matches!(s.get_expecting("data", "k", &info.sha256).await, Err(StoreError::Corrupt { .. })));
+        let (_, stream) = s.open("data", "k").await.unwrap();
+        let chunks: Vec<io::Result<Bytes>> = stream.collect().await;
+        assert!(chunks.last().unwrap().is_err(), "a damaged download ends in an error, not a clean end");
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_leaves_the_old_object() {
+        let (_dir, s) = store().await;
+        s.create_bucket("data").await.unwrap();
+        s.put("data", "k", Bytes::from_static(b"old"), "text/plain").await.unwrap();
+        let failing =
+            futures::stream::iter(vec![Ok(Bytes::from_static(b"ne")), Err(io::Error::other("client went away"))]);
+        let e = s.put_stream("data", "k", failing, "text/plain").await.unwrap_err();
+        assert!(matches!(e, StoreError::Source(_)), "{e}");
+        assert_eq!(s.get("data", "k").await.unwrap().1, Bytes::from_static(b"old"));
+        let e = s.put("nope", "k", Bytes::new(), "x").await.unwrap_err();
+        assert!(matches!(e, StoreError::NoSuchBucket(_)), "{e}");
     }
 }
