@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::IamError;
 
 /// One profile of a credentials file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Profile {
     pub aws_access_key_id: String,
     pub aws_secret_access_key: String,
@@ -15,6 +15,17 @@ pub struct Profile {
     pub region: Option<String>,
     /// The nimbus endpoint the key belongs to, when the file names one.
     pub endpoint_url: Option<String>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("aws_access_key_id", &self.aws_access_key_id)
+            .field("aws_secret_access_key", &"***")
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .finish()
+    }
 }
 
 /// Parses ini text into profiles by name. Unknown keys are ignored, as the AWS tools do.

@@ -178,21 +178,62 @@ impl Iam {
         Ok(Some(open))
     }
 
+    /// Everything of a request's authentication that needs neither the body nor the
+    /// signature itself: the authorization is well formed, the scope is this region and
+    /// `service`, the clock is within 15 minutes and the key is known and active. Run it
+    /// before reading a byte of the body. `unsigned` says whether this route accepts a body the
+    /// signature does not cover (`UNSIGNED-PAYLOAD`, presigned URLs): S3-style object reads
+    /// and writes only.
+    pub async fn prepare(&self, req: &sigv4::Request<'_>, service: &str, unsigned: bool) -> Result<Prepared, IamError> {
+        let parsed = sigv4::parse(req)?;
+        parsed.check_scope_and_time(&self.partition.region, service, OffsetDateTime::now_utc())?;
+        let payload = parsed.payload(req)?;
+        if !unsigned && (payload == sigv4::Payload::Unsigned || parsed.is_presigned()) {
+            return Err(SigError::Malformed(format!(
+                "{} is accepted only for object uploads and downloads; sign the body's SHA-256 in x-amz-content-sha256.",
+                if parsed.is_presigned() { "A presigned URL" } else { "UNSIGNED-PAYLOAD" }
+            ))
+            .into());
+        }
+        let key = self
+            .open_key(&parsed.access_key_id)
+            .await?
+            .ok_or_else(|| SigError::UnknownKey(parsed.access_key_id.clone()))?;
+        Ok(Prepared { parsed, payload, key, region: self.partition.region.clone(), service: service.to_string() })
+    }
+
     /// Verifies a SigV4-signed request for `service` in this deployment's region and says
-    /// who sent it.
+    /// who sent it. `req.body_sha256` must be given unless the request states its payload hash.
     pub async fn authenticate(
         &self,
         req: &sigv4::Request<'_>,
         service: &str,
         mode: UriMode,
     ) -> Result<Principal, IamError> {
-        let parsed = sigv4::parse(req)?;
-        let key = self
-            .open_key(&parsed.access_key_id)
-            .await?
-            .ok_or_else(|| SigError::UnknownKey(parsed.access_key_id.clone()))?;
-        parsed.verify(req, &key.secret, &self.partition.region, service, mode, OffsetDateTime::now_utc())?;
-        Ok(key.principal)
+        self.prepare(req, service, false).await?.verify(req, mode)
+    }
+}
+
+/// A request whose authorization, scope, clock and key check out; the signature is next.
+pub struct Prepared {
+    parsed: sigv4::Parsed,
+    payload: sigv4::Payload,
+    key: OpenKey,
+    region: String,
+    service: String,
+}
+
+impl Prepared {
+    /// What the request claims about its payload.
+    pub fn payload(&self) -> &sigv4::Payload {
+        &self.payload
+    }
+
+    /// Checks the signature; `req.body_sha256` is needed when the payload is
+    /// [`sigv4::Payload::Unstated`].
+    pub fn verify(self, req: &sigv4::Request<'_>, mode: UriMode) -> Result<Principal, IamError> {
+        self.parsed.verify(req, &self.key.secret, &self.region, &self.service, mode, OffsetDateTime::now_utc())?;
+        Ok(self.key.principal)
     }
 }
 

@@ -10,7 +10,7 @@ pub mod crypto;
 mod keys;
 pub mod sigv4;
 
-pub use keys::{Iam, NewAccessKey, Principal};
+pub use keys::{Iam, NewAccessKey, Prepared, Principal};
 
 /// Errors of the identity layer.
 #[derive(Debug, thiserror::Error)]

@@ -61,7 +61,7 @@ pub enum UriMode {
     /// Every service but S3: remove `.`/`..`/empty segments, then URI-encode the path as sent
     /// (so an encoded path is encoded twice, as botocore does).
     Normalized,
-    /// S3: the path is not normalised and is encoded once.
+    /// S3: the path is used exactly as sent (encoded once, not normalised).
     S3,
 }
 
@@ -172,7 +172,7 @@ fn build(
         ));
     }
     let request_time = parse_amz_date(amz_date)?;
-    if !amz_date.starts_with(parts[1]) {
+    if parts[1].len() != 8 || amz_date.get(..8) != Some(parts[1]) {
         return Err(SigError::Malformed(format!("Credential date {} does not match X-Amz-Date {amz_date}.", parts[1])));
     }
     let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
@@ -193,17 +193,23 @@ fn build(
     })
 }
 
+/// What a request says about its payload, before the body is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// `x-amz-content-sha256` names the body's SHA-256 (lower-case hex): the signature can be
+    /// checked now, and the body against the hash as it streams.
+    Signed(String),
+    /// `UNSIGNED-PAYLOAD`, or a presigned URL: the body is not covered by the signature.
+    Unsigned,
+    /// No `x-amz-content-sha256`: the body must be read and hashed before the signature can be
+    /// checked (botocore sends none for services other than S3).
+    Unstated,
+}
+
 impl Parsed {
-    /// Checks scope, clock and signature against the key's secret. `now` is the server time.
-    pub fn verify(
-        &self,
-        req: &Request<'_>,
-        secret: &str,
-        region: &str,
-        service: &str,
-        mode: UriMode,
-        now: OffsetDateTime,
-    ) -> Result<(), SigError> {
+    /// Checks the credential scope's region and service and the request time against `now`:
+    /// everything that needs neither the secret nor the body.
+    pub fn check_scope_and_time(&self, region: &str, service: &str, now: OffsetDateTime) -> Result<(), SigError> {
         if self.service != service {
             return Err(SigError::WrongScope {
                 what: "service",
@@ -214,20 +220,56 @@ impl Parsed {
         if self.region != region {
             return Err(SigError::WrongScope { what: "region", expected: region.into(), found: self.region.clone() });
         }
-        self.check_time(now)?;
+        self.check_time(now)
+    }
 
+    /// Whether this is the presigned query form.
+    pub fn is_presigned(&self) -> bool {
+        self.presigned_expires.is_some()
+    }
+
+    /// What the request claims about its payload.
+    pub fn payload(&self, req: &Request<'_>) -> Result<Payload, SigError> {
+        if self.is_presigned() {
+            return Ok(Payload::Unsigned);
+        }
+        match header(req.headers, "x-amz-content-sha256") {
+            None => Ok(Payload::Unstated),
+            Some(UNSIGNED_PAYLOAD) => Ok(Payload::Unsigned),
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Payload::Signed(h.to_ascii_lowercase()))
+            }
+            Some(other) => Err(SigError::Malformed(format!(
+                "x-amz-content-sha256 {other:?} is neither a hex SHA-256 nor {UNSIGNED_PAYLOAD}."
+            ))),
+        }
+    }
+
+    /// Checks scope, clock and signature against the key's secret. `now` is the server time.
+    /// The canonical URI is the path exactly as received (in [`UriMode::Normalized`], callers
+    /// refuse paths that normalisation would change, so the verified path is the routed one);
+    /// the only other form tried differs in the case of percent-escapes, which HTTP clients
+    /// rewrite (urllib3 upper-cases them) and which name the same resource.
+    pub fn verify(
+        &self,
+        req: &Request<'_>,
+        secret: &str,
+        region: &str,
+        service: &str,
+        mode: UriMode,
+        now: OffsetDateTime,
+    ) -> Result<(), SigError> {
+        self.check_scope_and_time(region, service, now)?;
         let payload_hash = self.payload_hash(req)?;
         let key = signing_key(secret, &self.date, &self.region, &self.service);
         let scope = format!("{}/{}/{}/aws4_request", self.date, self.region, self.service);
         let query = if self.presigned_expires.is_some() {
-            canonical_query_without(req.query, "X-Amz-Signature")
+            canonical_query_without(req.query, Some("X-Amz-Signature"))
         } else {
             canonical_query(req.query)
         };
         let headers = canonical_headers(req.headers, &self.signed_headers)?;
         let provided = hex::decode(&self.signature).map_err(|_| SigError::Mismatch)?;
-        // Clients disagree on whether an already-encoded path is encoded again, so each
-        // plausible canonical URI is tried; the first is what botocore produces.
         for uri in canonical_uri_candidates(req.path, mode) {
             let creq =
                 canonical_request(req.method, &uri, &query, &headers, &self.signed_headers.join(";"), &payload_hash);
@@ -254,21 +296,22 @@ impl Parsed {
     }
 
     fn payload_hash(&self, req: &Request<'_>) -> Result<String, SigError> {
-        if self.presigned_expires.is_some() {
-            return Ok(UNSIGNED_PAYLOAD.to_string());
-        }
-        match (header(req.headers, "x-amz-content-sha256"), req.body_sha256) {
-            (Some(UNSIGNED_PAYLOAD), _) => Ok(UNSIGNED_PAYLOAD.to_string()),
-            (Some(claimed), Some(actual)) if !claimed.eq_ignore_ascii_case(actual) => Err(SigError::BodyHashMismatch),
-            (Some(claimed), _) => Ok(claimed.to_ascii_lowercase()),
-            (None, Some(actual)) => Ok(actual.to_string()),
-            (None, None) => Err(SigError::Malformed("the request body was not read, so it cannot be verified".into())),
+        match (self.payload(req)?, req.body_sha256) {
+            (Payload::Unsigned, _) => Ok(UNSIGNED_PAYLOAD.to_string()),
+            (Payload::Signed(claimed), Some(actual)) if !claimed.eq_ignore_ascii_case(actual) => {
+                Err(SigError::BodyHashMismatch)
+            }
+            (Payload::Signed(claimed), _) => Ok(claimed),
+            (Payload::Unstated, Some(actual)) => Ok(actual.to_string()),
+            (Payload::Unstated, None) => {
+                Err(SigError::Malformed("the request body was not read, so it cannot be verified".into()))
+            }
         }
     }
 }
 
 /// The client side: signs requests with an access key.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Signer {
     /// Access key id.
     pub access_key_id: String,
@@ -278,6 +321,17 @@ pub struct Signer {
     pub region: String,
     /// Service of the credential scope (`nimbus`, `execute-api`, `s3`).
     pub service: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret", &"***")
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish()
+    }
 }
 
 impl Signer {
@@ -393,20 +447,45 @@ pub fn canonical_headers(headers: &[(String, String)], signed: &[String]) -> Res
 pub fn canonical_uri(path: &str, mode: UriMode) -> String {
     match mode {
         UriMode::Normalized => encode_path(&normalize_path(path)),
-        UriMode::S3 => encode_path(&percent_decode_str(path).decode_utf8_lossy()),
+        UriMode::S3 => path.to_string(),
     }
 }
 
 fn canonical_uri_candidates(path: &str, mode: UriMode) -> Vec<String> {
     let mut out = vec![canonical_uri(path, mode)];
-    let once = match mode {
-        UriMode::Normalized => encode_path(&percent_decode_str(&normalize_path(path)).decode_utf8_lossy()),
-        UriMode::S3 => path.to_string(),
-    };
-    if !out.contains(&once) {
-        out.push(once);
+    let lowered = lower_escapes(path);
+    if lowered != path {
+        out.push(canonical_uri(&lowered, mode));
     }
     out
+}
+
+/// The path with the hex digits of its percent-escapes in lower case (`%2E` → `%2e`).
+fn lower_escapes(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex_at = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if b[i] == b'%' && hex_at(i + 1) && hex_at(i + 2) {
+            out.push('%');
+            out.push((b[i + 1] as char).to_ascii_lowercase());
+            out.push((b[i + 2] as char).to_ascii_lowercase());
+            i += 3;
+        } else {
+            let c = path[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Whether [`normalize_path`] leaves `path` as it is: no empty, `.` or `..` segment. Paths that
+/// normalisation would change are refused where the path is signed in
+/// [`UriMode::Normalized`], so a signature never verifies for a different route.
+pub fn is_normalized(path: &str) -> bool {
+    path.starts_with('/') && normalize_path(path) == path
 }
 
 /// Removes empty, `.` and `..` segments; keeps a trailing slash.
@@ -443,12 +522,12 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 
 /// Canonical query string: pairs re-encoded with SigV4's rules and sorted by name, then value.
 pub fn canonical_query(query: &str) -> String {
-    canonical_query_without(query, "")
+    canonical_query_without(query, None)
 }
 
-fn canonical_query_without(query: &str, skip: &str) -> String {
+fn canonical_query_without(query: &str, skip: Option<&str>) -> String {
     let mut pairs: Vec<(String, String)> = query_pairs(query)
-        .filter(|(k, _)| k != skip)
+        .filter(|(k, _)| Some(k.as_str()) != skip)
         .map(|(k, v)| (utf8_percent_encode(&k, ENCODE).to_string(), utf8_percent_encode(&v, ENCODE).to_string()))
         .collect();
     pairs.sort();
@@ -529,5 +608,72 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalize_path(input), want, "{input}");
         }
+    }
+
+    fn signed_get(path: &str, query: &str, now: OffsetDateTime) -> Vec<(String, String)> {
+        let mut headers = vec![("host".to_string(), "h".to_string())];
+        signer().sign("GET", path, query, &mut headers, b"", now);
+        headers
+    }
+
+    fn verify_get(path: &str, query: &str, headers: &[(String, String)], now: OffsetDateTime) -> Result<(), SigError> {
+        let hash = hex::encode(Sha256::digest(b""));
+        let req = Request { method: "GET", path, query, headers, body_sha256: Some(&hash) };
+        parse(&req)?.verify(&req, "secret", "us-east-1", "nimbus", UriMode::Normalized, now)
+    }
+
+    #[test]
+    fn a_signature_names_exactly_one_path_and_query() {
+        let now = at("20260101T000000Z");
+        // An empty query key is a key like any other (botocore signs `=null` as it is).
+        let h = signed_get("/x", "=null", now);
+        assert_eq!(verify_get("/x", "=null", &h, now), Ok(()));
+        assert_eq!(verify_get("/x", "", &h, now), Err(SigError::Mismatch));
+        // Percent-escapes in either case name the same path (urllib3 upper-cases them)...
+        let h = signed_get("/objects/%2e%2e", "", now);
+        assert_eq!(verify_get("/objects/%2E%2E", "", &h, now), Ok(()));
+        // ...but a decoded or differently normalised path is another path.
+        assert_eq!(verify_get("/objects/..", "", &h, now), Err(SigError::Mismatch));
+        let h = signed_get("/objects/a/b", "", now);
+        assert_eq!(verify_get("/objects/a/b", "", &h, now), Ok(()));
+        assert_eq!(verify_get("/objects/a%2Fb", "", &h, now), Err(SigError::Mismatch));
+        assert!(is_normalized("/objects/a/b") && is_normalized("/objects/%2E%2E") && is_normalized("/a/"));
+        for path in ["/objects/a//b", "/objects/x/../a/b", "/objects/./a", "objects", "/a/.."] {
+            assert!(!is_normalized(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn the_scope_date_is_the_request_date() {
+        let now = at("20260101T000000Z");
+        let h = signed_get("/x", "", now);
+        let swap = |from: &str, to: &str| -> Vec<(String, String)> {
+            h.iter()
+                .map(|(k, v)| (k.clone(), if k == "authorization" { v.replace(from, to) } else { v.clone() }))
+                .collect()
+        };
+        for bad in ["AKIDEXAMPLE//us-east-1", "AKIDEXAMPLE/2026/us-east-1", "AKIDEXAMPLE/20260102/us-east-1"] {
+            let e = verify_get("/x", "", &swap("AKIDEXAMPLE/20260101/us-east-1", bad), now).unwrap_err();
+            assert!(matches!(e, SigError::Malformed(ref m) if m.contains("does not match X-Amz-Date")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn payload_claims_are_read_before_the_body() {
+        let now = at("20260101T000000Z");
+        let mut h = signed_get("/x", "", now);
+        let req = |h: &[(String, String)]| {
+            parse(&Request { method: "GET", path: "/x", query: "", headers: h, body_sha256: None }).and_then(|p| {
+                p.payload(&Request { method: "GET", path: "/x", query: "", headers: h, body_sha256: None })
+            })
+        };
+        assert!(matches!(req(&h), Ok(Payload::Signed(ref s)) if s.len() == 64));
+        h.retain(|(k, _)| k != "x-amz-content-sha256");
+        assert_eq!(req(&h), Ok(Payload::Unstated));
+        h.push(("x-amz-content-sha256".into(), UNSIGNED_PAYLOAD.into()));
+        assert_eq!(req(&h), Ok(Payload::Unsigned));
+        h.pop();
+        h.push(("x-amz-content-sha256".into(), "nope".into()));
+        assert!(matches!(req(&h), Err(SigError::Malformed(_))));
     }
 }

@@ -13,7 +13,7 @@ mod selector;
 mod types;
 
 pub use events::RegistryEvent;
-pub use registry::Registry;
+pub use registry::{Registered, Registry};
 pub use selector::Selector;
 pub use types::{
     ApprovalStatus, Dataset, Field, FieldType, Lineage, ModelEvent, ModelGroup, ModelVersion, NewVersion, Schema,
@@ -41,6 +41,10 @@ pub enum RegistryError {
     /// A field of a request is invalid.
     #[error("invalid {field}: {reason}")]
     InvalidField { field: String, reason: String },
+    /// The artifact cannot be registered: it does not exist, or it is not the object whose
+    /// digest was recorded.
+    #[error("artifact: {0}")]
+    Artifact(String),
     #[error(transparent)]
     Meta(#[from] nimbus_meta::MetaError),
 }

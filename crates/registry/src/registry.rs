@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use nimbus_core::{clock, names};
-use nimbus_meta::Db;
 use nimbus_meta::sqlx::{self, Any, Row, Transaction, any::AnyRow};
+use nimbus_meta::{Db, WriteTx};
 use tokio::sync::broadcast;
 
 use crate::{ApprovalStatus, ModelEvent, ModelGroup, ModelVersion, NewVersion, RegistryError, RegistryEvent, Selector};
@@ -12,6 +12,14 @@ use crate::{ApprovalStatus, ModelEvent, ModelGroup, ModelVersion, NewVersion, Re
 const VERSION_COLUMNS: &str = "group_name, version, artifact_uri, artifact_sha256, artifact_size, format, input_schema, \
     output_schema, metrics, parameters, lineage, tags, description, status, status_by, status_ms, status_description, \
     created_ms, created_by";
+
+/// A registration committed by the caller, to announce with [`Registry::registered`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub group: String,
+    pub version: i64,
+    pub status: ApprovalStatus,
+}
 
 /// The model registry; cheap to clone.
 #[derive(Clone)]
@@ -114,16 +122,33 @@ impl Registry {
 
     /// Registers a new version. Its number is the group's next one, taken in the same
     /// transaction that inserts the row, so concurrent registrations never share a number
-    /// and a failed one leaves no gap.
+    /// and a failed one leaves no gap. The artifact is held from then on (it cannot be
+    /// overwritten or deleted), so what is approved is what is served.
     pub async fn register(&self, group: &str, new: NewVersion, actor: &str) -> Result<ModelVersion, RegistryError> {
+        let mut tx = self.db.write().await?;
+        let registered = self.register_in(&mut tx, group, &new, actor).await?;
+        tx.commit().await?;
+        self.registered(registered).await
+    }
+
+    /// The work of [`Registry::register`] inside the caller's transaction, so the caller can
+    /// commit more with it (a pipeline records its register step in the same commit). After
+    /// the commit, pass the result to [`Registry::registered`].
+    pub async fn register_in(
+        &self,
+        tx: &mut WriteTx,
+        group: &str,
+        new: &NewVersion,
+        actor: &str,
+    ) -> Result<Registered, RegistryError> {
         new.input_schema.validate("input_schema")?;
         new.output_schema.validate("output_schema")?;
-        if new.artifact_uri.is_empty() {
+        let Some((bucket, key)) = nimbus_store::parse_uri(&new.artifact_uri) else {
             return Err(RegistryError::InvalidField {
                 field: "artifact_uri".into(),
-                reason: "must not be empty".into(),
+                reason: format!("{:?} is not of the form s3://bucket/key", new.artifact_uri),
             });
-        }
+        };
         if let Some((name, _)) = new.metrics.iter().find(|(_, v)| !v.is_finite()) {
             return Err(RegistryError::InvalidField {
                 field: format!("metrics.{name}"),
@@ -132,7 +157,6 @@ impl Registry {
         }
         let status = new.status.unwrap_or(ApprovalStatus::PendingManualApproval);
         let now = clock::now_ms();
-        let mut tx = self.db.write().await?;
         let version: i64 = sqlx::query(
             "UPDATE model_groups SET next_version = next_version + 1 WHERE name = $1 RETURNING next_version - 1 AS v",
         )
@@ -141,6 +165,16 @@ impl Registry {
         .await?
         .ok_or_else(|| RegistryError::GroupNotFound(group.to_string()))?
         .try_get("v")?;
+        nimbus_store::holds::hold(
+            &mut tx.tx,
+            self.db.for_update(),
+            bucket,
+            key,
+            &new.artifact_sha256,
+            &format!("model group {group} version {version}"),
+        )
+        .await
+        .map_err(|e| RegistryError::Artifact(e.to_string()))?;
         let json = |v: &dyn erased::Json| v.to_json();
         let approved_by = (status != ApprovalStatus::PendingManualApproval).then(|| actor.to_string());
         sqlx::query(&format!(
@@ -168,9 +202,40 @@ impl Registry {
         .execute(&mut *tx.tx)
         .await?;
         record_event(&mut tx.tx, group, version, "Registered", status.as_str(), actor, now).await?;
-        tx.commit().await?;
-        self.announce(RegistryEvent::Registered { group: group.to_string(), version, status });
-        self.version(group, version).await
+        Ok(Registered { group: group.to_string(), version, status })
+    }
+
+    /// Announces a registration whose transaction has committed, and returns the version.
+    pub async fn registered(&self, r: Registered) -> Result<ModelVersion, RegistryError> {
+        self.announce(RegistryEvent::Registered { group: r.group.clone(), version: r.version, status: r.status });
+        self.version(&r.group, r.version).await
+    }
+
+    /// Places the hold of every registered version on its artifact (for versions registered
+    /// before holds existed). Idempotent; run at start-up.
+    pub async fn hold_artifacts(&self) -> Result<usize, RegistryError> {
+        let rows = sqlx::query("SELECT group_name, version, artifact_uri, artifact_sha256 FROM model_versions")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut held = 0;
+        for r in rows {
+            let (group, version): (String, i64) = (r.try_get("group_name")?, r.try_get("version")?);
+            let (uri, sha): (String, String) = (r.try_get("artifact_uri")?, r.try_get("artifact_sha256")?);
+            let Some((bucket, key)) = nimbus_store::parse_uri(&uri) else { continue };
+            let holder = format!("model group {group} version {version}");
+            if nimbus_store::holds::holder(self.db.pool(), bucket, key).await?.is_some() {
+                continue;
+            }
+            let mut tx = self.db.write().await?;
+            match nimbus_store::holds::hold(&mut tx.tx, self.db.for_update(), bucket, key, &sha, &holder).await {
+                Ok(()) => {
+                    tx.commit().await?;
+                    held += 1;
+                }
+                Err(e) => tracing::warn!(%group, version, "cannot hold the artifact: {e}"),
+            }
+        }
+        Ok(held)
     }
 
     /// Versions of a group, newest first, optionally only those with `status`.
@@ -467,13 +532,19 @@ mod tests {
     async fn registry() -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
+        let store = nimbus_store::Store::local(db.clone(), &dir.path().join("objects")).unwrap();
+        store.create_bucket("models").await.unwrap();
+        store.put("models", "a", "model".into(), "application/json").await.unwrap();
         (dir, Registry::new(db))
     }
 
+    /// SHA-256 of the artifact `s3://models/a` (the bytes `model`).
+    const ARTIFACT_SHA256: &str = "9372c470eeadd5ecd9c3c74c2b3cb633f8e2f2fad799250a0f70d652b6b825e4";
+
     fn new_version() -> NewVersion {
         NewVersion {
-            artifact_uri: "s3://m/a".into(),
-            artifact_sha256: "00".into(),
+            artifact_uri: "s3://models/a".into(),
+            artifact_sha256: ARTIFACT_SHA256.into(),
             format: "nimbus-model".into(),
             ..Default::default()
         }
@@ -531,5 +602,23 @@ mod tests {
             RegistryEvent::AliasMoved { group: "g".into(), alias: "production".into(), version: Some(1) }
         );
         assert_eq!(r.history("g").await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn registering_holds_exactly_the_recorded_artifact() {
+        let (dir, r) = registry().await;
+        r.create_group("g", "", "t").await.unwrap();
+        let wrong = NewVersion { artifact_sha256: "0".repeat(64), ..new_version() };
+        let e = r.register("g", wrong, "t").await.unwrap_err();
+        assert!(matches!(e, RegistryError::Artifact(ref m) if m.contains("not the")), "{e}");
+        let missing = NewVersion { artifact_uri: "s3://models/none".into(), ..new_version() };
+        assert!(matches!(r.register("g", missing, "t").await, Err(RegistryError::Artifact(_))));
+        assert_eq!(r.group("g").await.unwrap().version_count, 0, "a refused registration takes no number");
+        r.register("g", new_version(), "t").await.unwrap();
+        let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
+        let store = nimbus_store::Store::local(db, &dir.path().join("objects")).unwrap();
+        let e = store.put("models", "a", "other".into(), "application/json").await.unwrap_err();
+        assert!(e.to_string().contains("the artifact of model group g version 1"), "{e}");
+        assert_eq!(r.hold_artifacts().await.unwrap(), 0, "already held");
     }
 }

@@ -217,10 +217,8 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("objects/data")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
         }
-        let failing = futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"part")),
-            Err(io::Error::other("the client went away")),
-        ]);
+        let failing =
+            futures::stream::iter(vec![Ok(Bytes::from_static(b"part")), Err(io::Error::other("the client went away"))]);
         let e = blobs.write("data", failing).await.unwrap_err();
         assert!(matches!(e, WriteError::Source(_)), "{e}");
         let files = blobs.list().unwrap();

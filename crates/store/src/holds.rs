@@ -13,11 +13,12 @@ pub async fn holder<'e, E>(executor: E, bucket: &str, key: &str) -> Result<Optio
 where
     E: Executor<'e, Database = Any>,
 {
-    let row = sqlx::query("SELECT holder FROM object_holds WHERE bucket = $1 AND object_key = $2 ORDER BY holder LIMIT 1")
-        .bind(bucket)
-        .bind(key)
-        .fetch_optional(executor)
-        .await?;
+    let row =
+        sqlx::query("SELECT holder FROM object_holds WHERE bucket = $1 AND object_key = $2 ORDER BY holder LIMIT 1")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(executor)
+            .await?;
     row.map(|r| r.try_get("holder")).transpose()
 }
 

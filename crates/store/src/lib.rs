@@ -185,7 +185,13 @@ impl Store {
     }
 
     /// Stores `bytes` under `bucket/key`, replacing any previous object there.
-    pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<ObjectInfo, StoreError> {
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectInfo, StoreError> {
         self.put_stream(bucket, key, futures::stream::iter([Ok(bytes)]), content_type).await
     }
 
@@ -332,9 +338,8 @@ impl Store {
         };
         let expected = info.sha256.clone();
         let uri = info.uri();
-        let checked = futures::stream::unfold(
-            (Box::pin(stream), Some(Sha256::new())),
-            move |(mut stream, mut hash)| {
+        let checked =
+            futures::stream::unfold((Box::pin(stream), Some(Sha256::new())), move |(mut stream, mut hash)| {
                 let (expected, uri) = (expected.clone(), uri.clone());
                 async move {
                     let h = hash.as_mut()?;
@@ -353,8 +358,7 @@ impl Store {
                         }
                     }
                 }
-            },
-        );
+            });
         Ok((info, Box::pin(checked)))
     }
 
