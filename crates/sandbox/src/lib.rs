@@ -1,0 +1,381 @@
+//! The child-process sandbox: how nimbus runs a command it did not write (a pipeline's
+//! `process` step now, process functions later) so that the command cannot reach the server's
+//! own files, outlive its time, or exhaust the server's memory with its output.
+//!
+//! - [`Sandbox::detect`] picks the strongest protection the machine offers and says which
+//!   ([`Protection`]): Landlock, where the kernel has it, denies the child every access to the
+//!   data directory (and to the server's `/proc/PID`); otherwise, when nimbus runs as root,
+//!   the child runs as an unprivileged uid, which the 0700 data directory keeps out; otherwise
+//!   there is none, and commands are refused unless the operator allowed unconfined ones.
+//! - [`Sandbox::run`] starts the child in its own process group, in a work directory outside
+//!   the data directory ([`WorkDir`], removed whatever the outcome), with exactly the
+//!   environment given; it kills the whole group on timeout, on cancel, when the command
+//!   ends (background children die with it) and at [`Sandbox::kill_all`] (server shutdown).
+//!   Output is collected line by line into a bounded [`log::Log`].
+//! - [`names`] validates the names a user gives inputs, outputs and parameters.
+//!
+//! Confinement is applied by the nimbus binary itself, re-executed as
+//! `nimbus sandbox-exec …` ([`confine`]): the helper restricts itself with Landlock (or
+//! switches uid), asks the kernel to kill it when the server dies, and `exec`s the command,
+//! which inherits the restrictions. No `unsafe` code is needed for any of it.
+#![forbid(unsafe_code)]
+
+pub mod confine;
+pub mod log;
+pub mod names;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncRead;
+use tokio::sync::watch;
+
+pub use log::{Log, LogLimits};
+
+/// The unprivileged uid and gid of the separate-user protection (`nobody`/`nogroup`).
+pub const UNPRIVILEGED_ID: u32 = 65534;
+
+/// How long output readers may linger after the process group was killed (a descendant
+/// that left the group can hold the pipes open).
+const READER_GRACE: Duration = Duration::from_secs(2);
+
+/// What keeps a child out of the data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// Landlock rules deny every access to the data directory.
+    Landlock,
+    /// The child runs as [`UNPRIVILEGED_ID`], which cannot enter the 0700 data directory.
+    SeparateUser,
+    /// Nothing: the child could read the data directory. Used only when allowed explicitly.
+    Unconfined,
+}
+
+/// Why a command was not run, or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No protection is available and unconfined commands were not allowed.
+    #[error(
+        "no sandbox is available on this machine (no Landlock, and nimbus is not running as root), so commands would \
+         be able to read the data directory; start the server with --allow-unconfined-processes to run them anyway"
+    )]
+    Unavailable,
+    /// The work directory could not be made.
+    #[error("cannot make a work directory under {root}: {source}")]
+    WorkDir {
+        root: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command could not be started.
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line is empty.
+    #[error("the command is empty; give at least the program to run")]
+    EmptyCommand,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The command exited; `code` is its exit status, `None` when a signal ended it.
+    Exited { code: Option<i32>, success: bool },
+    /// It ran longer than its timeout and its process group was killed.
+    TimedOut(Duration),
+    /// It was cancelled (by a user, or the server shutting down) and its group was killed.
+    Cancelled,
+}
+
+/// A finished run: how it ended and what it printed.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub ending: Ending,
+    pub log: Log,
+}
+
+/// One command to run.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// Program and arguments, passed as they are (never through a shell).
+    pub argv: Vec<String>,
+    /// The whole environment of the child; nothing of the server's is inherited.
+    pub env: Vec<(String, String)>,
+    /// Working directory (normally a [`WorkDir`]).
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+    pub log: LogLimits,
+}
+
+/// A work directory outside the data directory, removed when dropped.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove a work directory");
+        }
+    }
+}
+
+/// The sandbox of one server: its protection and the process groups it is running.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    protection: Protection,
+    allowed: bool,
+    /// The canonical data directory, denied to children.
+    data_dir: PathBuf,
+    /// Where work directories go (outside the data directory).
+    work_root: PathBuf,
+    /// The nimbus binary, re-executed as the confining helper.
+    helper: Option<PathBuf>,
+    live: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl Sandbox {
+    /// The strongest protection available for keeping children out of `data_dir`. `helper`
+    /// is the nimbus binary (which confines with `sandbox-exec`); without it only unconfined
+    /// runs are possible. `allow_unconfined` lets commands run when nothing else is available.
+    pub fn detect(data_dir: &Path, helper: Option<PathBuf>, allow_unconfined: bool) -> Sandbox {
+        let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let protection = match &helper {
+            Some(_) if confine::landlock_available() => Protection::Landlock,
+            Some(_) if is_root() => Protection::SeparateUser,
+            _ => Protection::Unconfined,
+        };
+        let mut work_root = std::env::temp_dir().join("nimbus-work");
+        if work_root.starts_with(&data_dir) {
+            // TMPDIR inside the data directory: use the directory beside it instead.
+            work_root = data_dir.parent().unwrap_or(Path::new("/")).join(".nimbus-work");
+        }
+        Sandbox { protection, allowed: allow_unconfined, data_dir, work_root, helper, live: Default::default() }
+    }
+
+    /// The protection in force.
+    pub fn protection(&self) -> &Protection {
+        &self.protection
+    }
+
+    /// One line for the start-up log: which protection is active.
+    pub fn describe(&self) -> String {
+        match (&self.protection, self.allowed) {
+            (Protection::Landlock, _) => {
+                format!("sandboxed with Landlock (no access to {} for commands)", self.data_dir.display())
+            }
+            (Protection::SeparateUser, _) => {
+                format!("sandboxed as uid {UNPRIVILEGED_ID} (the 0700 data directory is closed to commands)")
+            }
+            (Protection::Unconfined, true) => {
+                "NOT sandboxed (no Landlock and not root): commands can read the data directory; allowed by \
+                 --allow-unconfined-processes"
+                    .to_string()
+            }
+            (Protection::Unconfined, false) => {
+                "no sandbox available (no Landlock and not root): process steps are refused; start with \
+                 --allow-unconfined-processes to run them unconfined"
+                    .to_string()
+            }
+        }
+    }
+
+    /// Fails when commands may not run here.
+    pub fn check_usable(&self) -> Result<(), SandboxError> {
+        match (&self.protection, self.allowed) {
+            (Protection::Unconfined, false) => Err(SandboxError::Unavailable),
+            _ => Ok(()),
+        }
+    }
+
+    /// A fresh, empty work directory named after `label`, outside the data directory.
+    pub fn work_dir(&self, label: &str) -> Result<WorkDir, SandboxError> {
+        let fail = |source| SandboxError::WorkDir { root: self.work_root.display().to_string(), source };
+        let safe: String =
+            label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(80).collect();
+        let path = self.work_root.join(format!("{safe}-{}", nimbus_core::new_id()));
+        std::fs::create_dir_all(&path).map_err(fail)?;
+        let dir = WorkDir { path };
+        if self.protection == Protection::SeparateUser {
+            // The unprivileged child owns its work directory, and nothing else.
+            chown(&self.work_root, false).map_err(fail)?;
+            chown(dir.path(), false).map_err(fail)?;
+        }
+        Ok(dir)
+    }
+
+    /// Makes everything under `dir` usable by the child (for files written into the work
+    /// directory after [`Sandbox::work_dir`], such as inputs).
+    pub fn hand_over(&self, dir: &Path) -> std::io::Result<()> {
+        if self.protection == Protection::SeparateUser { chown(dir, true) } else { Ok(()) }
+    }
+
+    /// Runs `cmd` to its end, its timeout, or `cancel` turning true. `on_progress` gets the last
+    /// line printed and the log so far, about every 250 ms while it runs.
+    pub async fn run(
+        &self,
+        cmd: &Command,
+        mut cancel: watch::Receiver<bool>,
+        mut on_progress: impl AsyncFnMut(&str, &Log),
+    ) -> Result<Outcome, SandboxError> {
+        self.check_usable()?;
+        let program = cmd.argv.first().ok_or(SandboxError::EmptyCommand)?;
+        let mut child = match (&self.protection, &self.helper) {
+            (Protection::Unconfined, _) | (_, None) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(&cmd.argv[1..]);
+                c
+            }
+            (protection, Some(helper)) => {
+                let mut c = tokio::process::Command::new(helper);
+                c.arg(confine::SUBCOMMAND);
+                if *protection == Protection::Landlock {
+                    c.arg("--deny").arg(&self.data_dir);
+                    c.arg("--deny").arg(format!("/proc/{}", std::process::id()));
+                } else {
+                    c.arg("--uid").arg(UNPRIVILEGED_ID.to_string()).arg("--gid").arg(UNPRIVILEGED_ID.to_string());
+                }
+                c.arg("--").args(&cmd.argv);
+                c
+            }
+        };
+        child
+            .env_clear()
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&cmd.cwd)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = child.spawn().map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
+        let group = child.id().map(|id| id as i32);
+        let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g));
+
+        let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(256);
+        let mut readers = Vec::new();
+        let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>);
+        let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>);
+        for (stream, is_err) in [(stdout, false), (stderr, true)] {
+            if let Some(stream) = stream {
+                readers.push(tokio::spawn(log::read_lines(stream, is_err, cmd.log.max_line_bytes, lines_tx.clone())));
+            }
+        }
+        drop(lines_tx);
+
+        let mut log = Log::new(cmd.log);
+        let deadline = tokio::time::Instant::now() + cmd.timeout;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut lines_open = true;
+        let ending = loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
+                    break Ending::Exited { code: status.code(), success: status.success() };
+                }
+                line = lines_rx.recv(), if lines_open => match line {
+                    Some((is_err, bytes)) => log.push(is_err, &bytes),
+                    None => lines_open = false,
+                },
+                _ = tokio::time::sleep_until(deadline) => break Ending::TimedOut(cmd.timeout),
+                changed = cancel.changed() => {
+                    if changed.is_err() || *cancel.borrow() {
+                        break Ending::Cancelled;
+                    }
+                }
+                _ = tick.tick() => on_progress(&log.last_line(), &log).await,
+            }
+        };
+        // The command's whole group ends with it, including children it left in the background.
+        if let Some(g) = group {
+            kill_group(g);
+        }
+        let _ = child.wait().await;
+        // Drain what was printed; a process that escaped the group must not hold us here.
+        let drain = async {
+            while let Some((is_err, bytes)) = lines_rx.recv().await {
+                log.push(is_err, &bytes);
+            }
+        };
+        let _ = tokio::time::timeout(READER_GRACE, drain).await;
+        for r in readers {
+            r.abort();
+        }
+        Ok(Outcome { ending, log })
+    }
+
+    /// Kills every process group this sandbox started and that still runs (server shutdown).
+    pub fn kill_all(&self) -> usize {
+        let groups: Vec<i32> = self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+        for g in &groups {
+            kill_group(*g);
+        }
+        groups.len()
+    }
+
+    /// Process groups running now.
+    pub fn running(&self) -> usize {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Keeps a process group in the live set while its run lasts.
+struct GroupGuard {
+    live: Arc<Mutex<HashSet<i32>>>,
+    group: i32,
+}
+
+impl GroupGuard {
+    fn new(live: Arc<Mutex<HashSet<i32>>>, group: i32) -> GroupGuard {
+        live.lock().unwrap_or_else(|e| e.into_inner()).insert(group);
+        GroupGuard { live, group }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.group);
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.group);
+    }
+}
+
+fn kill_group(group: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(group) {
+        // ESRCH (the group is already gone) is the usual case and fine.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn chown(path: &Path, recursive: bool) -> std::io::Result<()> {
+    let id = Some(rustix::fs::Uid::from_raw(UNPRIVILEGED_ID));
+    let gid = Some(rustix::fs::Gid::from_raw(UNPRIVILEGED_ID));
+    rustix::fs::chown(path, id, gid)?;
+    if recursive && path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown(&entry?.path(), true)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
