@@ -360,9 +360,12 @@ mod tests {
     #[tokio::test]
     async fn a_model_over_the_memory_limit_is_refused_before_it_is_read() {
         let (_dir, f) = function(4).await;
+        // The recorded size is what the check reads; the object itself can be small.
+        f.store.ensure_bucket("models").await.unwrap();
+        let object = f.store.put("models", "titanic/huge.json", "{}".into(), "application/json").await.unwrap();
         let version = nimbus_registry::NewVersion {
-            artifact_uri: "s3://models/titanic/huge.json".into(),
-            artifact_sha256: "0".repeat(64),
+            artifact_uri: object.uri(),
+            artifact_sha256: object.sha256,
             artifact_size: 300 << 20,
             format: "nimbus-model".into(),
             input_schema: Default::default(),

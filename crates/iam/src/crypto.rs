@@ -94,8 +94,8 @@ impl MasterKey {
     }
 }
 
-/// Writes a file readable by its owner only (0600), atomically: a temporary file in the same
-/// directory, synced, then renamed over the target.
+/// Writes a file readable by its owner only (0600), atomically and durably: a temporary file in
+/// the same directory, synced, renamed over the target, and the directory synced.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IamError> {
     let io = |source| IamError::Io { path: path.display().to_string(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -117,7 +117,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), IamError> {
         f.write_all(contents).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,9 +72,14 @@ impl Iam {
         &self.partition
     }
 
-    /// On the first start (no user yet) creates the `admin` user with one access key and
-    /// returns it; afterwards returns `None`. Safe against replicas starting together.
-    pub async fn bootstrap_admin(&self) -> Result<Option<NewAccessKey>, IamError> {
+    /// On the first start (no user yet) creates the `admin` user with one access key, hands
+    /// it to `keep` (which writes the credentials file, durably) and only then commits, so a
+    /// crash can never leave a committed admin key whose secret is written nowhere. Returns
+    /// the key; afterwards `None`. Safe against replicas starting together.
+    pub async fn bootstrap_admin(
+        &self,
+        keep: impl FnOnce(&NewAccessKey) -> Result<(), IamError>,
+    ) -> Result<Option<NewAccessKey>, IamError> {
         let mut tx = self.db.write().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, 1, $3) ON CONFLICT (name) DO NOTHING",
@@ -89,8 +94,38 @@ impl Iam {
             return Ok(None);
         }
         let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
+        keep(&key)?;
         tx.commit().await?;
         Ok(Some(key))
+    }
+
+    /// Recovers a lost admin secret: a new access key for `admin` (created when missing), the
+    /// old admin keys made inactive, `keep` called before the commit as in
+    /// [`Iam::bootstrap_admin`]. For `nimbus admin reset-key`, run with the server stopped (a
+    /// running server keeps accepting the keys it has already opened until it restarts).
+    pub async fn reset_admin_key(
+        &self,
+        keep: impl FnOnce(&NewAccessKey) -> Result<(), IamError>,
+    ) -> Result<(NewAccessKey, u64), IamError> {
+        let mut tx = self.db.write().await?;
+        sqlx::query(
+            "INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, 1, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(ADMIN_USER)
+        .bind(self.partition.user_arn(ADMIN_USER))
+        .bind(clock::now_ms())
+        .execute(&mut *tx.tx)
+        .await?;
+        let retired = sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE user_name = $1 AND status = 'Active'")
+            .bind(ADMIN_USER)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
+        keep(&key)?;
+        tx.commit().await?;
+        self.cache.write().expect("cache lock").clear();
+        Ok((key, retired))
     }
 
     /// Creates a user. Admin users hold every permission.
@@ -258,8 +293,8 @@ mod tests {
         let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
         let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
         let iam = Iam::new(db, key, Partition::default());
-        let admin = iam.bootstrap_admin().await.unwrap().expect("first start creates a key");
-        assert!(iam.bootstrap_admin().await.unwrap().is_none());
+        let admin = iam.bootstrap_admin(|_| Ok(())).await.unwrap().expect("first start creates a key");
+        assert!(iam.bootstrap_admin(|_| Ok(())).await.unwrap().is_none());
         assert!(admin.access_key_id.starts_with("AKIA") && admin.access_key_id.len() == 20);
 
         let signer = sigv4::Signer {
@@ -276,10 +311,29 @@ mod tests {
         assert_eq!(who.user, "admin");
         assert!(who.is_admin);
 
+        let (fresh, retired) = iam.reset_admin_key(|_| Ok(())).await.unwrap();
+        assert_eq!(retired, 1);
+        assert!(matches!(
+            iam.authenticate(&req, "nimbus", UriMode::Normalized).await,
+            Err(IamError::Signature(SigError::UnknownKey(_)))
+        ));
+        assert_ne!(fresh.access_key_id, admin.access_key_id);
         iam.disable_access_key(&admin.access_key_id).await.unwrap();
         assert!(matches!(
             iam.authenticate(&req, "nimbus", UriMode::Normalized).await,
             Err(IamError::Signature(SigError::UnknownKey(_)))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_bootstrap_whose_credentials_cannot_be_written_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("m.db")).await.unwrap();
+        let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+        let iam = Iam::new(db, key, Partition::default());
+        let failed = iam.bootstrap_admin(|_| Err(IamError::MasterKey("disk full".into()))).await;
+        assert!(failed.is_err());
+        let again = iam.bootstrap_admin(|_| Ok(())).await.unwrap();
+        assert!(again.is_some(), "the failed bootstrap left no admin behind");
     }
 }

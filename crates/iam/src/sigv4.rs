@@ -346,9 +346,23 @@ impl Signer {
         body: &[u8],
         now: OffsetDateTime,
     ) {
+        self.sign_hashed(method, path, query, headers, &hex::encode(Sha256::digest(body)), now);
+    }
+
+    /// [`Signer::sign`] for a body whose SHA-256 (hex) is already known, so the body can be
+    /// streamed rather than held.
+    pub fn sign_hashed(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &mut Vec<(String, String)>,
+        payload_hash: &str,
+        now: OffsetDateTime,
+    ) {
         let date_time = amz_date(now);
         let date = &date_time[..8];
-        let payload_hash = hex::encode(Sha256::digest(body));
+        let payload_hash = payload_hash.to_string();
         headers.push(("x-amz-date".into(), date_time.clone()));
         headers.push(("x-amz-content-sha256".into(), payload_hash.clone()));
         let mut names: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();

@@ -15,3 +15,5 @@ CREATE TABLE object_holds (
 -- heartbeat). Recovery takes over only executions whose lease has expired.
 ALTER TABLE executions ADD COLUMN owner TEXT;
 ALTER TABLE executions ADD COLUMN lease_until_ms BIGINT;
+-- Who asked a running execution to stop; its owner stops it at its next heartbeat.
+ALTER TABLE executions ADD COLUMN stop_requested_by TEXT;

@@ -93,6 +93,9 @@ pub enum Command {
         #[arg(long)]
         api: Option<String>,
     },
+    /// Administration of a data directory, with the server stopped
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Start an embedded server, apply DIR/nimbus.toml, train and deploy, and show a prediction
     Up {
         /// A project directory (or its nimbus.toml)
@@ -153,6 +156,8 @@ pub enum PipelinesCommand {
     Executions { name: String },
     /// Steps, status, outputs and logs of one execution
     Describe { execution: String },
+    /// Stop a running execution: its current step is killed; it can be retried
+    Stop { execution: String },
 }
 
 #[derive(Args, Debug)]
@@ -161,14 +166,56 @@ pub struct ServeArgs {
     #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Metadata database URL, e.g. postgres://user@host/db [default: SQLite in the data directory]
-    #[arg(long, env = "NIMBUS_DATABASE_URL")]
+    #[arg(long, env = "NIMBUS_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// Seconds a request's head (request line and headers) may take to arrive
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = seconds)]
+    pub header_timeout: f64,
+    /// Seconds a keep-alive connection may stay idle before it is closed
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
+    pub idle_timeout: f64,
+    /// Seconds a request's body may take to arrive (slower uploads get 408)
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = seconds)]
+    pub body_timeout: f64,
+    /// Connections served at once; more wait until one closes
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Answer unsigned requests to the local-emulator Invoke path from loopback addresses (as the
+    /// Lambda runtime interface emulator does); behind a proxy on the same host that means everyone
+    #[arg(long)]
+    pub allow_unsigned_local_invoke: bool,
+    /// Run pipeline `process` steps even when no sandbox (Landlock, or a separate uid as root) can
+    /// keep them out of the data directory
+    #[arg(long)]
+    pub allow_unconfined_processes: bool,
     /// Region for ARNs and SigV4 scopes
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Account id for ARNs
     #[arg(long, env = "NIMBUS_ACCOUNT", default_value = "000000000000")]
     pub account: String,
+}
+
+/// A number of seconds from 0.001 to 86400.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.001..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds from 0.001 to 86400")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Recover a lost admin secret: make a new admin access key, retire the old ones, and write
+    /// it to DATA_DIR/credentials (run it where the data directory is, with the server stopped)
+    ResetKey {
+        /// Metadata database URL, when the server uses one [default: SQLite in the data directory]
+        #[arg(long, env = "NIMBUS_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// Region of the key's profile
+        #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +236,12 @@ pub enum StoreCommand {
     Mb { target: String },
     /// Remove an empty bucket: `rb s3://bucket`
     Rb { target: String },
+    /// Check every object's bytes against its digest and look for files no object names
+    Fsck {
+        /// Remove orphan files and the records of damaged objects (never those of registered models)
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,19 +260,19 @@ pub enum ModelsCommand {
         description: String,
     },
     /// Describe a group, or a version: GROUP, GROUP/VERSION, GROUP/@ALIAS, GROUP/latest-approved
-    Describe { target: String },
-    /// Approve a version
+    Describe { target: String, version: Option<String> },
+    /// Approve a version: GROUP/VERSION (or GROUP VERSION)
     Approve {
         group: String,
-        version: String,
+        version: Option<String>,
         /// Why it is approved (kept with the approval)
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Reject a version
+    /// Reject a version: GROUP/VERSION (or GROUP VERSION)
     Reject {
         group: String,
-        version: String,
+        version: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -257,8 +310,9 @@ pub enum ModelsCommand {
     },
     /// Write a version's model file: XGBoost JSON (loadable by Python xgboost) or the native bundle
     Export {
-        /// GROUP/VERSION
+        /// GROUP/VERSION (or GROUP VERSION)
         target: String,
+        version: Option<String>,
         /// xgboost-json or native
         #[arg(long, default_value = "xgboost-json")]
         format: String,

@@ -12,14 +12,16 @@ use crate::cli::Global;
 /// Characters kept as they are in path segments and query values.
 const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
-/// Percent-encodes one path segment (or a key, keeping its `/`).
+/// Percent-encodes one path segment; `/` is encoded too.
 pub fn encode_segment(s: &str) -> String {
     utf8_percent_encode(s, KEEP).to_string()
 }
 
-/// Encodes an object key, keeping `/` as the separator.
+/// Encodes an object key as one path segment (its `/` as `%2F`), so a key with empty, `.` or
+/// `..` segments (`a//b`, `../x`) reaches the server as exactly that key: nothing on the way
+/// can resolve or merge its segments.
 pub fn encode_key(key: &str) -> String {
-    key.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    encode_segment(key)
 }
 
 /// An answer of the server.
@@ -115,9 +117,7 @@ impl Client {
         for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
             req = req.header(k, v);
         }
-        let resp = req.send().await.map_err(|e| {
-            CliError::Failure(format!("cannot reach nimbus at {}: {e}; is `nimbus serve` running there?", self.base))
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| CliError::Failure(format!("reading the answer: {e}")))?.to_vec();
@@ -139,13 +139,100 @@ impl Client {
         if status.is_success() {
             return Ok(answer);
         }
-        let err: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        let message = err["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
-        let message = match err["code"].as_str() {
-            Some(code) => format!("{message} ({code})"),
-            None => message,
-        };
-        if status.is_client_error() { Err(CliError::Input(message)) } else { Err(CliError::Failure(message)) }
+        Err(error_of(status, &answer.body))
+    }
+
+    /// Uploads a file with a signed `x-amz-content-sha256`: the file is read once to hash it
+    /// and then streamed, never held whole. `path` is below `/_nimbus/v1`.
+    pub async fn send_file(
+        &self,
+        method: &str,
+        path: &str,
+        file: &std::path::Path,
+        content_type: &str,
+    ) -> Result<Answer, CliError> {
+        let read_error = |e: std::io::Error| CliError::Input(format!("cannot read {}: {e}", file.display()));
+        let (size, sha) = hash_file(file).await.map_err(read_error)?;
+        let path = format!("/_nimbus/v1{path}");
+        let mut headers = vec![("host".to_string(), self.host.clone()), ("content-type".into(), content_type.into())];
+        self.signer.sign_hashed(method, &path, "", &mut headers, &sha, time::OffsetDateTime::now_utc());
+        let f = tokio::fs::File::open(file).await.map_err(read_error)?;
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CliError::Failure(e.to_string()))?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).body(reqwest::Body::from(f));
+        for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
+            req = req.header(k, v);
+        }
+        req = req.header("content-length", size.to_string());
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| CliError::Failure(format!("reading the answer: {e}")))?.to_vec();
+        if status.is_success() { Ok(Answer { headers, body }) } else { Err(error_of(status, &body)) }
+    }
+
+    /// Downloads to `file` through a temporary file beside it, hashing as it goes; the file
+    /// appears only when every byte arrived and the SHA-256 equals the server's
+    /// `x-nimbus-sha256`. Returns the headers, size and SHA-256.
+    pub async fn download(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+    ) -> Result<(reqwest::header::HeaderMap, u64, String), CliError> {
+        use futures::StreamExt;
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let path = format!("/_nimbus/v1{path}");
+        let mut headers = vec![("host".to_string(), self.host.clone())];
+        self.signer.sign("GET", &path, "", &mut headers, b"", time::OffsetDateTime::now_utc());
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_of(status, &body));
+        }
+        let headers = resp.headers().clone();
+        let expected = headers.get("x-nimbus-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("download");
+        let tmp = file.with_file_name(format!(".{name}.part"));
+        let fail = |e: std::io::Error| CliError::Failure(format!("cannot write {}: {e}", file.display()));
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(fail)?;
+        let (mut hash, mut size) = (sha2::Sha256::new(), 0u64);
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(CliError::Failure(format!("the download broke off after {size} bytes: {e}")));
+                }
+            };
+            hash.update(&chunk);
+            size += chunk.len() as u64;
+            if let Err(e) = out.write_all(&chunk).await {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(fail(e));
+            }
+        }
+        out.flush().await.map_err(fail)?;
+        drop(out);
+        let sha = hex::encode(hash.finalize());
+        if expected.as_ref().is_some_and(|e| *e != sha) {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(CliError::Failure(format!(
+                "the downloaded bytes hash to {sha}, not the {} the server recorded; nothing was written",
+                expected.unwrap_or_default()
+            )));
+        }
+        tokio::fs::rename(&tmp, file).await.map_err(fail)?;
+        Ok((headers, size, sha))
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> CliError {
+        CliError::Failure(format!("cannot reach nimbus at {}: {e}; is `nimbus serve` running there?", self.base))
     }
 
     /// The server's base URL.
@@ -172,4 +259,33 @@ impl Client {
         serde_json::from_slice(&answer.body)
             .map_err(|e| CliError::Failure(format!("the server sent invalid JSON: {e}")))
     }
+}
+
+/// The CLI error of an error answer: its message and stable code, `(HttpNNN)` when the answer
+/// carries none; 4xx are the user's to fix (exit 2), the rest failures (exit 1).
+fn error_of(status: reqwest::StatusCode, body: &[u8]) -> CliError {
+    let err: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = err["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+    let code = err["code"].as_str().map(str::to_string).unwrap_or_else(|| format!("Http{}", status.as_u16()));
+    let message = format!("{message} ({code})");
+    if status.is_client_error() { CliError::Input(message) } else { CliError::Failure(message) }
+}
+
+/// The size and SHA-256 of a file, read in chunks.
+pub async fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hash.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hash.finalize())))
 }

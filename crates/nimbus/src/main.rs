@@ -5,10 +5,11 @@
 //! for bad usage or input, 1 for failures.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod output;
 mod cli;
 mod client;
 mod commands;
-mod output;
 mod project;
 
 use std::process::ExitCode;
@@ -47,6 +48,17 @@ impl std::fmt::Display for CliError {
 }
 
 fn main() -> ExitCode {
+    // The sandbox's helper (`nimbus sandbox-exec …`, started by the server for each confined
+    // command): confine this process and become the command, before anything else starts.
+    let mut raw = std::env::args_os();
+    if raw.nth(1).is_some_and(|a| a == nimbus_sandbox::confine::SUBCOMMAND) {
+        let failure = match nimbus_sandbox::confine::parse_args(raw) {
+            Ok(c) => nimbus_sandbox::confine::exec(&c),
+            Err(e) => format!("usage: {e}"),
+        };
+        eprintln!("nimbus sandbox: {failure}");
+        return ExitCode::from(126);
+    }
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -27,6 +27,9 @@ use serde::Deserialize;
 
 use crate::CliError;
 
+/// The largest object the admin API takes in one upload (5 GiB, as S3's single PUT).
+pub const UPLOAD_LIMIT: u64 = 5 << 30;
+
 /// `[project]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,13 +138,27 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
             )));
         }
     }
+    // Everything an upload needs is checked here, before `apply` changes anything.
     for u in &project.uploads {
-        if !u.to.starts_with("s3://") || u.to.trim_end_matches('/').matches('/').count() < 3 {
-            return Err(CliError::Input(format!(
-                "{}: uploads: to = {:?} must be s3://bucket/key",
-                file.display(),
-                u.to
-            )));
+        let bad = |reason: String| CliError::Input(format!("{}: uploads: {reason}", file.display()));
+        let (bucket, key) = u
+            .to
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty() && !k.ends_with('/'))
+            .ok_or_else(|| bad(format!("to = {:?} must be s3://bucket/key", u.to)))?;
+        nimbus_core::names::bucket(bucket).map_err(|e| bad(format!("to = {:?}: {e}", u.to)))?;
+        nimbus_core::names::object_key(key).map_err(|e| bad(format!("to = {:?}: {e}", u.to)))?;
+        if bucket.starts_with("nimbus-") {
+            return Err(bad(format!("to = {:?}: buckets named nimbus-* belong to the system; use your own", u.to)));
+        }
+        let local = project.dir.join(&u.file);
+        let meta = std::fs::metadata(&local).map_err(|e| bad(format!("file = {:?}: {e}", local.display())))?;
+        if !meta.is_file() {
+            return Err(bad(format!("file = {:?} is not a file", local.display())));
+        }
+        if meta.len() > UPLOAD_LIMIT {
+            return Err(bad(format!("file = {:?} is {} bytes, over the store's limit of {UPLOAD_LIMIT}", local.display(), meta.len())));
         }
     }
     Ok(project)

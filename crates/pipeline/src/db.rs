@@ -115,6 +115,7 @@ pub(crate) async fn create_execution(
     order: &[String],
     params: &BTreeMap<String, Value>,
     actor: &str,
+    owner: &str,
 ) -> Result<String, PipelineError> {
     let now = clock::now_ms();
     let mut tx = db.write().await?;
@@ -128,8 +129,8 @@ pub(crate) async fn create_execution(
     .try_get("n")?;
     let id = format!("{pipeline}-{number}");
     sqlx::query(
-        "INSERT INTO executions (id, pipeline, number, definition, parameters, status, outcome, registered_version, started_ms, ended_ms, started_by) \
-         VALUES ($1, $2, $3, $4, $5, 'Running', '', NULL, $6, NULL, $7)",
+        "INSERT INTO executions (id, pipeline, number, definition, parameters, status, outcome, registered_version, started_ms, ended_ms, started_by, owner, lease_until_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'Running', '', NULL, $6, NULL, $7, $8, $9)",
     )
     .bind(&id)
     .bind(pipeline)
@@ -138,6 +139,8 @@ pub(crate) async fn create_execution(
     .bind(serde_json::to_string(params).expect("values serialise"))
     .bind(now)
     .bind(actor)
+    .bind(owner)
+    .bind(now + crate::LEASE.as_millis() as i64)
     .execute(&mut *tx.tx)
     .await?;
     for (position, step) in order.iter().enumerate() {
@@ -156,29 +159,113 @@ pub(crate) async fn create_execution(
     Ok(id)
 }
 
-const INTERRUPTED: &str = "interrupted: the server stopped while this ran";
+const INTERRUPTED: &str = "interrupted: the server running it stopped";
 
-pub(crate) async fn fail_interrupted(db: &Db) -> Result<usize, PipelineError> {
-    let now = clock::now_ms();
-    let mut tx = db.write().await?;
-    sqlx::query("UPDATE execution_steps SET status = 'Failed', error = $1, ended_ms = $2 WHERE status = 'Running'")
-        .bind(INTERRUPTED)
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
-    let n =
-        sqlx::query("UPDATE executions SET status = 'Failed', outcome = $1, ended_ms = $2 WHERE status = 'Running'")
-            .bind(format!("{INTERRUPTED}; re-run it from the failed step with `nimbus pipelines run --retry ID`"))
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?
-            .rows_affected();
-    tx.commit().await?;
-    Ok(n as usize)
+/// What a recovery did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Executions marked failed (a step was left unfinished).
+    pub failed: usize,
+    /// Executions whose every step had finished, marked succeeded.
+    pub finished: usize,
 }
 
-pub(crate) async fn reset_for_retry(db: &Db, id: &str) -> Result<(), PipelineError> {
+/// Takes over the executions whose lease expired, and with `own` those owned by that instance
+/// (this server before a restart): each in its own transaction that re-checks, so two servers
+/// recovering at once do each execution once.
+pub(crate) async fn recover_expired(db: &Db, own: Option<&str>) -> Result<Recovered, PipelineError> {
+    let now = clock::now_ms();
+    // "" never names an owner, so `None` takes over expired leases only.
+    let own = own.unwrap_or("");
+    let rows = sqlx::query(
+        "SELECT id FROM executions WHERE status = 'Running' \
+         AND (lease_until_ms IS NULL OR lease_until_ms < $1 OR owner = $2)",
+    )
+    .bind(now)
+    .bind(own)
+    .fetch_all(db.pool())
+    .await?;
+    let mut done = Recovered::default();
+    for r in rows {
+        let id: String = r.try_get("id")?;
+        let mut tx = db.write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT registered_version, owner FROM executions WHERE id = $1 AND status = 'Running' \
+             AND (lease_until_ms IS NULL OR lease_until_ms < $2 OR owner = $3){}",
+            db.for_update()
+        ))
+        .bind(&id)
+        .bind(now)
+        .bind(own)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(row) = row else { continue };
+        let registered: Option<i64> = row.try_get("registered_version")?;
+        let owner: Option<String> = row.try_get("owner")?;
+        let unfinished: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM execution_steps WHERE execution_id = $1 AND status IN ('Pending', 'Running', 'Failed')",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx.tx)
+        .await?
+        .try_get("n")?;
+        if unfinished == 0 {
+            let outcome = match registered {
+                Some(v) => format!("registered version {v} (finished when its server stopped)"),
+                None => "finished (its server stopped before recording the end)".to_string(),
+            };
+            sqlx::query("UPDATE executions SET status = 'Succeeded', outcome = $1, ended_ms = $2 WHERE id = $3")
+                .bind(outcome)
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *tx.tx)
+                .await?;
+            done.finished += 1;
+        } else {
+            let reason = match &owner {
+                Some(o) if o == own => format!("{INTERRUPTED} (this server, before it restarted)"),
+                Some(o) => format!("{INTERRUPTED} (server {o}, whose lease expired)"),
+                None => INTERRUPTED.to_string(),
+            };
+            sqlx::query(
+                "UPDATE execution_steps SET status = 'Failed', error = $1, ended_ms = $2 WHERE execution_id = $3 AND status = 'Running'",
+            )
+            .bind(&reason)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx.tx)
+            .await?;
+            sqlx::query("UPDATE executions SET status = 'Failed', outcome = $1, ended_ms = $2 WHERE id = $3")
+                .bind(format!("{reason}; re-run it from the failed step with `nimbus pipelines run --retry {id}`"))
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *tx.tx)
+                .await?;
+            done.failed += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(done)
+}
+
+/// Resets a failed or stopped execution for a retry by `owner`; `false` when it is neither
+/// (the check and the reset are one transaction, so only one retry wins).
+pub(crate) async fn reset_for_retry(db: &Db, id: &str, owner: &str) -> Result<bool, PipelineError> {
+    let now = clock::now_ms();
     let mut tx = db.write().await?;
+    let n = sqlx::query(
+        "UPDATE executions SET status = 'Running', outcome = '', ended_ms = NULL, owner = $1, lease_until_ms = $2, \
+         stop_requested_by = NULL WHERE id = $3 AND status IN ('Failed', 'Stopped')",
+    )
+    .bind(owner)
+    .bind(now + crate::LEASE.as_millis() as i64)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
     sqlx::query(
         "UPDATE execution_steps SET status = 'Pending', error = NULL, started_ms = NULL, ended_ms = NULL, progress = '' \
          WHERE execution_id = $1 AND status IN ('Failed', 'Pending', 'Skipped', 'Running')",
@@ -186,12 +273,50 @@ pub(crate) async fn reset_for_retry(db: &Db, id: &str) -> Result<(), PipelineErr
     .bind(id)
     .execute(&mut *tx.tx)
     .await?;
-    sqlx::query("UPDATE executions SET status = 'Running', outcome = '', ended_ms = NULL WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
     tx.commit().await?;
+    Ok(true)
+}
+
+/// The state of an execution's lease after a renewal.
+pub(crate) enum Lease {
+    /// Still ours; `stop_requested` when someone asked it to stop.
+    Held { stop_requested: bool },
+    /// Another server took it over, or it ended.
+    Lost,
+}
+
+/// Extends the lease of an execution `owner` runs.
+pub(crate) async fn renew_lease(db: &Db, id: &str, owner: &str) -> Result<Lease, PipelineError> {
+    let until = clock::now_ms() + crate::LEASE.as_millis() as i64;
+    let n = db
+        .write_one(
+            sqlx::query("UPDATE executions SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 AND status = 'Running'")
+                .bind(until)
+                .bind(id)
+                .bind(owner),
+        )
+        .await?;
+    if n == 0 {
+        return Ok(Lease::Lost);
+    }
+    Ok(Lease::Held { stop_requested: stop_requested_by(db, id).await?.is_some() })
+}
+
+/// Records that `actor` asked a running execution to stop.
+pub(crate) async fn request_stop(db: &Db, id: &str, actor: &str) -> Result<(), PipelineError> {
+    db.write_one(
+        sqlx::query("UPDATE executions SET stop_requested_by = $1 WHERE id = $2 AND status = 'Running'")
+            .bind(actor)
+            .bind(id),
+    )
+    .await?;
     Ok(())
+}
+
+/// Who asked the execution to stop, if anyone.
+pub(crate) async fn stop_requested_by(db: &Db, id: &str) -> Result<Option<String>, PipelineError> {
+    let row = sqlx::query("SELECT stop_requested_by FROM executions WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
+    Ok(row.map(|r| r.try_get::<Option<String>, _>("stop_requested_by")).transpose()?.flatten())
 }
 
 const EXECUTION_COLUMNS: &str =
@@ -347,6 +472,61 @@ pub(crate) async fn cached_outputs(
         }
         None => Ok(None),
     }
+}
+
+/// Registers a version and records it as the result of the register step `step` (and as the
+/// execution's registered version) in one transaction. When the step already holds a version
+/// (a retry after a crash that followed the commit), that version is returned instead.
+pub(crate) async fn register_in_step(
+    p: &crate::Pipelines,
+    id: &str,
+    step: &str,
+    group: &str,
+    new: &nimbus_registry::NewVersion,
+    actor: &str,
+) -> Result<nimbus_registry::ModelVersion, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut tx = p.db.write().await.map_err(|x| e(&x))?;
+    let current = sqlx::query(&format!(
+        "SELECT status, outputs FROM execution_steps WHERE execution_id = $1 AND step = $2{}",
+        p.db.for_update()
+    ))
+    .bind(id)
+    .bind(step)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(|x| e(&x))?;
+    if let Some(row) = current {
+        let status: String = row.try_get("status").map_err(|x| e(&x))?;
+        let outputs: String = row.try_get("outputs").map_err(|x| e(&x))?;
+        let version = serde_json::from_str::<Value>(&outputs).ok().and_then(|o| o["version"].as_i64());
+        if let (true, Some(v)) = (status == "Succeeded", version) {
+            drop(tx);
+            return p.registry.version(group, v).await.map_err(|x| e(&x));
+        }
+    }
+    let registered = p.registry.register_in(&mut tx, group, new, actor).await.map_err(|x| e(&x))?;
+    let outputs = serde_json::json!({"version": registered.version, "group": group});
+    let log = format!("registered {group} version {} ({})", registered.version, registered.status);
+    sqlx::query(
+        "UPDATE execution_steps SET status = 'Succeeded', outputs = $1, log = $2, ended_ms = $3 WHERE execution_id = $4 AND step = $5",
+    )
+    .bind(outputs.to_string())
+    .bind(log)
+    .bind(clock::now_ms())
+    .bind(id)
+    .bind(step)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|x| e(&x))?;
+    sqlx::query("UPDATE executions SET registered_version = $1 WHERE id = $2")
+        .bind(registered.version)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(|x| e(&x))?;
+    tx.commit().await.map_err(|x| e(&x))?;
+    p.registry.registered(registered).await.map_err(|x| e(&x))
 }
 
 /// Records how an execution ended.

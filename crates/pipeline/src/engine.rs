@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use tokio::sync::watch;
+
 use crate::spec::{Reference, StepKind, interpolate, references};
-use crate::{Pipelines, db, steps};
+use crate::{HEARTBEAT, Pipelines, STOPPED, db, steps};
 
 /// Bumped when a built-in step changes what it computes, so old cache entries stop matching.
 const ENGINE_VERSION: &str = "nimbus-pipeline-1";
@@ -20,16 +22,43 @@ pub(crate) struct StepResult {
     pub log: String,
 }
 
-/// Runs (or continues, after a retry) the execution `id`. Never panics on step failure: the
-/// failure is recorded on the step and the execution.
-pub async fn run(p: Pipelines, id: String) {
-    if let Err(e) = run_inner(&p, &id).await {
+/// Runs (or continues, after a retry) the execution `id`, which this server owns, renewing its
+/// lease while it runs. `stop` turning true stops it (a user's stop, or shutdown). Never
+/// panics on step failure: the failure is recorded on the step and the execution.
+pub async fn run(p: Pipelines, id: String, stop: watch::Receiver<bool>) {
+    let heartbeat = tokio::spawn(heartbeat(p.clone(), id.clone()));
+    if let Err(e) = run_inner(&p, &id, stop).await {
         tracing::error!(execution = %id, error = %e, "pipeline execution failed to record its state");
         let _ = db::execution_finished(&p.db, &id, "Failed", &format!("internal error: {e}"), None).await;
     }
+    heartbeat.abort();
 }
 
-async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> {
+/// Renews the lease every [`HEARTBEAT`]; stops the execution when someone asked for it
+/// through another server, or when this server lost the lease.
+async fn heartbeat(p: Pipelines, id: String) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let stop = match db::renew_lease(&p.db, &id, &p.runner.instance).await {
+            Ok(db::Lease::Held { stop_requested }) => stop_requested,
+            Ok(db::Lease::Lost) => {
+                tracing::warn!(execution = %id, "lost the lease of a running execution; stopping it here");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(execution = %id, error = %e, "could not renew an execution's lease");
+                false
+            }
+        };
+        if stop {
+            p.stop_local(&id);
+        }
+    }
+}
+
+async fn run_inner(p: &Pipelines, id: &str, stop: watch::Receiver<bool>) -> Result<(), crate::PipelineError> {
     let exec = p.execution(id).await?;
     let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
     let mut skipped: BTreeSet<String> = BTreeSet::new();
@@ -46,6 +75,9 @@ async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> 
                 skipped.insert(step.name.clone());
             }
             continue;
+        }
+        if *stop.borrow() {
+            return stopped(p, id, &step.name).await;
         }
         let spec = &exec.spec.steps[&step.name];
         let mut needs: BTreeSet<String> = spec.after.iter().cloned().collect();
@@ -89,7 +121,7 @@ async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> 
             continue;
         }
         db::step_started(&p.db, id, &step.name, &key).await?;
-        let ctx = steps::Context { p, execution: &exec, step: &step.name };
+        let ctx = steps::Context { p, execution: &exec, step: &step.name, cancel: stop.clone() };
         match steps::run(&ctx, spec.kind, &resolved).await {
             Ok(result) => {
                 db::step_finished(&p.db, id, &step.name, "Succeeded", &result.outputs, &result.log, None).await?;
@@ -102,6 +134,7 @@ async fn run_inner(p: &Pipelines, id: &str) -> Result<(), crate::PipelineError> 
                 }
                 outputs.insert(step.name.clone(), result.outputs);
             }
+            Err(_) if *stop.borrow() => return stopped(p, id, &step.name).await,
             Err(e) => return fail(p, id, &step.name, &e).await,
         }
     }
@@ -118,6 +151,15 @@ async fn fail(p: &Pipelines, id: &str, step: &str, error: &str) -> Result<(), cr
     let log = p.execution(id).await?.steps.iter().find(|s| s.name == step).map(|s| s.log.clone()).unwrap_or_default();
     db::step_finished(&p.db, id, step, "Failed", &Value::Null, &log, Some(error)).await?;
     db::execution_finished(&p.db, id, "Failed", &format!("step {step} failed: {error}"), None).await
+}
+
+/// Ends an execution that was asked to stop, at `step`.
+async fn stopped(p: &Pipelines, id: &str, step: &str) -> Result<(), crate::PipelineError> {
+    let by = db::stop_requested_by(&p.db, id).await?.unwrap_or_else(|| "the server shutting down".into());
+    let log = p.execution(id).await?.steps.iter().find(|s| s.name == step).map(|s| s.log.clone()).unwrap_or_default();
+    db::step_finished(&p.db, id, step, "Failed", &Value::Null, &log, Some(&format!("{STOPPED} by {by}"))).await?;
+    let outcome = format!("{STOPPED} by {by} at step {step}; re-run it with `nimbus pipelines run --retry {id}`");
+    db::execution_finished(&p.db, id, "Stopped", &outcome, None).await
 }
 
 fn collect_steps(v: &Value, out: &mut BTreeSet<String>) {

@@ -1,40 +1,44 @@
-//! The `process` step: run any command (a Python training script, say) in a work directory.
+//! The `process` step: run any command (a Python training script, say) in the sandbox.
 //!
+//! - `command = ["python3", "train.py", "--depth", "${max_depth}"]`: an argument list, never a
+//!   shell string; a reference is a whole argument, and a shell's `-c` script may hold none
+//!   (it reads parameters from its environment: `["sh", "-c", "echo \"$MAX_DEPTH\""]`).
 //! - `inputs = { name = "s3://…" }`: each object is copied to `inputs/<name>` in the work
-//!   directory (and its path given in `NIMBUS_INPUT_<NAME>`).
-//! - `outputs = { name = "relative/path" }`: after the command exits 0, each file must exist;
-//!   it is copied to the store and the step's output `name` is its `s3://` URI (the path is
-//!   also given in `NIMBUS_OUTPUT_<NAME>`).
+//!   directory (and its path given in `NIMBUS_INPUT_<NAME>`); names are plain file names.
+//! - `outputs = { name = "relative/path" }`: after the command exits 0, each must be a regular
+//!   file inside the work directory; it is streamed to the store and the step's output `name`
+//!   is its `s3://` URI (the path is also given in `NIMBUS_OUTPUT_<NAME>`).
 //! - Every pipeline parameter is in the environment under its upper-case name
 //!   (`max_depth` → `MAX_DEPTH`), with `environment = { … }` on top. Nothing else of the
-//!   server's environment is passed on but `PATH`, `HOME`, `LANG` and `TMPDIR`, so no secret
-//!   of the server reaches the command.
-//! - stdout and stderr go to the step's log, line by line, as they come.
-//! - `timeout_seconds` (default 3600) kills the command when exceeded.
+//!   server's environment is passed on but `PATH` and `LANG`; `HOME` is the work directory and
+//!   `TMPDIR` a directory inside it.
+//! - stdout and stderr go to the step's log, bounded (see [`nimbus_sandbox::log`]).
+//! - `timeout_seconds` (default 3600, at most 7 days) kills the command's whole process group.
+//!
+//! The work directory is outside the data directory and removed whatever the outcome.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
+use nimbus_sandbox::{Command, Ending, LogLimits, names};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::db;
 use crate::engine::StepResult;
-use crate::steps::{Context, load, save};
+use crate::spec::references;
+use crate::steps::{Context, load_to_file, save_file};
 
-const KEPT_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
-const MAX_LOG_LINES: usize = 20_000;
+/// The server environment a command sees, besides what nimbus sets.
+const KEPT_ENV: [&str; 2] = ["PATH", "LANG"];
+/// Programs whose `-c` argument is a script: no reference may be pasted into it.
+const SHELLS: [&str; 8] = ["sh", "bash", "dash", "zsh", "ksh", "ash", "fish", "busybox"];
+/// Longest `timeout_seconds`.
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
+/// The environment variable name of a parameter or input: its name in upper case.
 fn env_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
-}
-
-fn safe_relative(path: &str) -> bool {
-    let p = Path::new(path);
-    !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 fn table<'a>(inputs: &'a BTreeMap<String, Value>, key: &str) -> Result<Vec<(&'a String, &'a Value)>, String> {
@@ -45,121 +49,199 @@ fn table<'a>(inputs: &'a BTreeMap<String, Value>, key: &str) -> Result<Vec<(&'a 
     }
 }
 
+/// Checks a process step's declaration (before any run): the command's shape and references,
+/// the names of inputs, outputs and environment variables, and the timeout. `field` is the
+/// step's path in the definition (`steps.NAME`).
+pub(crate) fn validate(field: &str, inputs: &BTreeMap<String, Value>) -> Result<(), (String, String)> {
+    let bad = |key: &str, reason: String| (format!("{field}.{key}"), reason);
+    let Some(Value::Array(argv)) = inputs.get("command") else {
+        return Err(bad(
+            "command",
+            "must be a list of arguments such as [\"python3\", \"train.py\", \"--depth\", \"${max_depth}\"]; a \
+             command is never run through a shell string (to use a shell, write [\"sh\", \"-c\", \"…\"] and read \
+             parameters from the environment, e.g. \"$MAX_DEPTH\")"
+                .into(),
+        ));
+    };
+    if argv.is_empty() {
+        return Err(bad("command", "is empty; give at least the program to run".into()));
+    }
+    let mut args = Vec::with_capacity(argv.len());
+    for (i, a) in argv.iter().enumerate() {
+        let Value::String(a) = a else {
+            return Err(bad(&format!("command[{i}]"), format!("must be a string, got {a}")));
+        };
+        let t = a.trim();
+        let whole = t.starts_with("${") && t.ends_with('}') && t.matches("${").count() == 1;
+        if a.contains("${") && !whole {
+            return Err(bad(
+                &format!("command[{i}]"),
+                format!("{a:?} pastes a reference into a longer argument; make the reference a whole argument"),
+            ));
+        }
+        args.push(a.as_str());
+    }
+    let program = Path::new(args[0]).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if SHELLS.contains(&program)
+        && let Some(c) = args.iter().position(|a| *a == "-c")
+        && let Some((j, script)) = args.iter().enumerate().skip(c + 1).find(|(_, a)| !references(a).is_empty())
+    {
+        return Err(bad(
+            &format!("command[{j}]"),
+            format!(
+                "{script:?} would paste a value into a {program} script; read it from the environment instead \
+                 (parameters are there in upper case, e.g. \"$MAX_DEPTH\")"
+            ),
+        ));
+    }
+    let tables = |key: &str| table(inputs, key).map_err(|e| bad(key, e));
+    for (name, uri) in tables("inputs")? {
+        names::file_name("input", name).map_err(|e| bad(&format!("inputs.{name}"), e))?;
+        if !uri.is_string() {
+            return Err(bad(&format!("inputs.{name}"), "must be an s3://bucket/key address".into()));
+        }
+    }
+    for (name, path) in tables("outputs")? {
+        names::identifier("output", name).map_err(|e| bad(&format!("outputs.{name}"), e))?;
+        let path = path.as_str().ok_or_else(|| bad(&format!("outputs.{name}"), "must be a path".into()))?;
+        names::relative_path("output", path).map_err(|e| bad(&format!("outputs.{name}"), e))?;
+    }
+    for (name, _) in tables("environment")? {
+        names::env_var("environment variable", name).map_err(|e| bad(&format!("environment.{name}"), e))?;
+    }
+    match inputs.get("timeout_seconds") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_f64().is_some_and(|t| t > 0.0 && t <= MAX_TIMEOUT_SECS) => {}
+        Some(v) if !v.is_number() => {}
+        Some(v) => {
+            return Err(bad("timeout_seconds", format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} (7 days), got {v}")));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Result<StepResult, String> {
     let exec = ctx.execution;
-    let work = ctx.p.work_dir.join(&exec.id).join(ctx.step);
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("inputs"))
-        .map_err(|e| format!("cannot make the work directory {}: {e}", work.display()))?;
-
-    let mut command = match inputs.get("command") {
-        Some(Value::String(s)) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(s);
-            c
-        }
-        Some(Value::Array(parts)) if !parts.is_empty() => {
-            let parts: Vec<String> =
-                parts.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect();
-            let mut c = tokio::process::Command::new(&parts[0]);
-            c.args(&parts[1..]);
-            c
-        }
-        _ => return Err("command must be a string (run by sh -c) or a non-empty list of arguments".into()),
+    let sandbox = &ctx.p.runner.sandbox;
+    sandbox.check_usable().map_err(|e| e.to_string())?;
+    validate(&format!("steps.{}", ctx.step), inputs).map_err(|(field, reason)| format!("{field}: {reason}"))?;
+    let work = sandbox.work_dir(&format!("{}-{}", exec.id, ctx.step)).map_err(|e| e.to_string())?;
+    let root = work.path();
+    let io = |what: &str, p: &Path| {
+        let p = p.display().to_string();
+        let what = what.to_string();
+        move |e: std::io::Error| format!("cannot {what} {p}: {e}")
     };
-    command.current_dir(&work).env_clear();
-    for k in KEPT_ENV {
-        if let Ok(v) = std::env::var(k) {
-            command.env(k, v);
-        }
+    for dir in ["inputs", "tmp"] {
+        std::fs::create_dir_all(root.join(dir)).map_err(io("make", &root.join(dir)))?;
     }
-    for (k, v) in &exec.parameters {
-        command.env(env_name(k), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-    }
-    command.env("NIMBUS_EXECUTION_ID", &exec.id).env("NIMBUS_STEP", ctx.step).env("NIMBUS_WORK_DIR", &work);
 
-    let mut log: Vec<String> = Vec::new();
+    let argv: Vec<String> = match inputs.get("command") {
+        Some(Value::Array(parts)) => {
+            parts.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect()
+        }
+        _ => return Err("command must be a list of arguments".into()),
+    };
+    let mut env: Vec<(String, String)> =
+        KEPT_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+    env.push(("HOME".into(), root.display().to_string()));
+    env.push(("TMPDIR".into(), root.join("tmp").display().to_string()));
+    for (k, v) in &exec.parameters {
+        env.push((env_name(k), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+    }
+    env.push(("NIMBUS_EXECUTION_ID".into(), exec.id.clone()));
+    env.push(("NIMBUS_STEP".into(), ctx.step.to_string()));
+    env.push(("NIMBUS_WORK_DIR".into(), root.display().to_string()));
+
+    let mut notes: Vec<String> = Vec::new();
     for (name, uri) in table(inputs, "inputs")? {
         let uri = uri.as_str().ok_or_else(|| format!("inputs.{name} must be an s3:// address"))?;
-        let (bytes, sha) = load(ctx.p, uri).await?;
-        let path = work.join("inputs").join(name);
-        std::fs::write(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        command.env(format!("NIMBUS_INPUT_{}", env_name(name)), &path);
-        log.push(format!("input {name}: {uri} ({} bytes, sha256 {}) -> inputs/{name}", bytes.len(), &sha[..12]));
+        let path = root.join("inputs").join(name);
+        let (size, sha) = load_to_file(ctx.p, uri, &path).await?;
+        env.push((format!("NIMBUS_INPUT_{}", env_name(name)), path.display().to_string()));
+        notes.push(format!("input {name}: {uri} ({size} bytes, sha256 {}) -> inputs/{name}", &sha[..12]));
     }
     let outputs = table(inputs, "outputs")?;
     for (name, rel) in &outputs {
-        let rel = rel
-            .as_str()
-            .filter(|r| safe_relative(r))
-            .ok_or_else(|| format!("outputs.{name} must be a relative path inside the work directory"))?;
-        command.env(format!("NIMBUS_OUTPUT_{}", env_name(name)), work.join(rel));
-        if let Some(parent) = work.join(rel).parent() {
-            let _ = std::fs::create_dir_all(parent);
+        let rel = rel.as_str().unwrap_or_default();
+        let path = root.join(rel);
+        env.push((format!("NIMBUS_OUTPUT_{}", env_name(name)), path.display().to_string()));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("make", parent))?;
         }
     }
     for (k, v) in table(inputs, "environment")? {
-        command.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        env.push((k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
     }
+    sandbox.hand_over(root).map_err(io("hand over", root))?;
     let timeout = inputs.get("timeout_seconds").and_then(Value::as_f64).unwrap_or(3600.0);
-    if timeout.is_nan() || timeout <= 0.0 {
-        return Err("timeout_seconds must be above 0".into());
+
+    let cmd = Command {
+        argv,
+        env,
+        cwd: root.to_path_buf(),
+        timeout: Duration::from_secs_f64(timeout),
+        log: LogLimits::default(),
+    };
+    let (db, id, step) = (&ctx.p.db, &exec.id, ctx.step);
+    // Progress goes to the database from a task of its own, so a slow write never holds up
+    // the reading of the command's output.
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel((String::new(), String::new()));
+    let writer = {
+        let (db, id, step) = (db.clone(), id.clone(), step.to_string());
+        tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let (last, text) = progress_rx.borrow_and_update().clone();
+                let _ = db::step_progress(&db, &id, &step, &last, &text).await;
+            }
+        })
+    };
+    let outcome = sandbox
+        .run(&cmd, ctx.cancel.clone(), &mut |log| {
+            let last = log.last_line();
+            if progress_tx.borrow().0 != last {
+                let _ = progress_tx.send((last, log.text()));
+            }
+        })
+        .await;
+    drop(progress_tx);
+    let _ = writer.await;
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    let log = outcome.log;
+    let mut lines = notes;
+    if !log.text().is_empty() {
+        lines.push(log.text());
+    }
+    let failure = match &outcome.ending {
+        Ending::Exited { success: true, .. } => None,
+        Ending::Exited { code, .. } => Some(match code {
+            Some(c) => format!("the command exited with status {c}"),
+            None => "the command was killed by a signal".to_string(),
+        }),
+        Ending::TimedOut(t) => Some(format!(
+            "the command ran longer than timeout_seconds = {} and was killed with its process group",
+            t.as_secs_f64()
+        )),
+        Ending::Cancelled => Some(crate::STOPPED.to_string()),
+    };
+    if let Some(failure) = failure {
+        let tail = log.last_lines(5).join(" | ");
+        let _ = db::step_progress(db, id, step, "failed", &lines.join("\n")).await;
+        return Err(if tail.is_empty() { failure } else { format!("{failure}; last lines: {tail}") });
     }
 
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| format!("cannot start the command: {e}"))?;
-    let lines = Arc::new(Mutex::new(log));
-    let mut readers = Vec::new();
-    for (stream, tag) in [
-        (child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), ""),
-        (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), "stderr: "),
-    ] {
-        let Some(stream) = stream else { continue };
-        let lines = lines.clone();
-        readers.push(tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let mut l = lines.lock().expect("log lock");
-                if l.len() < MAX_LOG_LINES {
-                    l.push(format!("{tag}{line}"));
-                }
-            }
-        }));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status.map_err(|e| format!("waiting for the command: {e}"))?,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if tokio::time::Instant::now() >= deadline {
-                    let _ = child.kill().await;
-                    let log = lines.lock().expect("log lock").join("\n");
-                    let _ = db::step_progress(&ctx.p.db, &exec.id, ctx.step, "timed out", &log).await;
-                    return Err(format!("the command ran longer than timeout_seconds = {timeout} and was killed"));
-                }
-                let (last, log) = {
-                    let l = lines.lock().expect("log lock");
-                    (l.last().cloned().unwrap_or_default(), l.join("\n"))
-                };
-                let _ = db::step_progress(&ctx.p.db, &exec.id, ctx.step, &last, &log).await;
-            }
-        }
-    };
-    for r in readers {
-        let _ = r.await;
-    }
-    let mut log = lines.lock().expect("log lock").clone();
-    if !status.success() {
-        let tail: Vec<String> = log.iter().rev().take(5).rev().cloned().collect();
-        let _ = db::step_progress(&ctx.p.db, &exec.id, ctx.step, "failed", &log.join("\n")).await;
-        return Err(format!("the command exited with {status}; last lines: {}", tail.join(" | ")));
-    }
+    let canonical_root = std::fs::canonicalize(root).map_err(io("read", root))?;
     let mut out = serde_json::Map::new();
     for (name, rel) in outputs {
         let rel = rel.as_str().unwrap_or_default();
-        let path = work.join(rel);
-        let bytes = std::fs::read(&path)
+        let path = root.join(rel);
+        // A regular file inside the work directory, not a link to something of the server's.
+        let meta = std::fs::symlink_metadata(&path)
             .map_err(|_| format!("declared output {name} ({rel}) was not written by the command"))?;
+        let inside = std::fs::canonicalize(&path).is_ok_and(|p| p.starts_with(&canonical_root));
+        if !meta.is_file() || !inside {
+            return Err(format!("declared output {name} ({rel}) must be a regular file in the work directory"));
+        }
         let ct = if rel.ends_with(".csv") {
             "text/csv"
         } else if rel.ends_with(".json") {
@@ -167,11 +249,50 @@ pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Va
         } else {
             "application/octet-stream"
         };
-        let size = bytes.len();
-        let uri = save(ctx, rel, bytes, ct).await?;
-        log.push(format!("output {name}: {rel} ({size} bytes) -> {uri}"));
+        let (uri, size) = save_file(ctx, rel, &path, ct).await?;
+        lines.push(format!("output {name}: {rel} ({size} bytes) -> {uri}"));
         out.insert(name.clone(), json!(uri));
     }
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(StepResult { outputs: Value::Object(out), log: log.join("\n") })
+    Ok(StepResult { outputs: Value::Object(out), log: lines.join("\n") })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(step: Value) -> Result<(), String> {
+        let inputs: BTreeMap<String, Value> = serde_json::from_value(step).unwrap();
+        validate("steps.p", &inputs).map_err(|(f, r)| format!("{f}: {r}"))
+    }
+
+    #[test]
+    fn declarations_that_could_inject_or_escape_are_refused() {
+        let cases = [
+            (json!({"command": "python3 train.py ${x}"}), "steps.p.command: must be a list of arguments"),
+            (json!({"command": []}), "steps.p.command: is empty"),
+            (json!({"command": ["echo", "--x=${x}"]}), "steps.p.command[1]: \"--x=${x}\" pastes a reference"),
+            (json!({"command": ["sh", "-c", "${x}"]}), "steps.p.command[2]: \"${x}\" would paste a value into a sh"),
+            (json!({"command": ["/bin/bash", "-c", "echo ${x}"]}), "steps.p.command[2]: \"echo ${x}\" pastes"),
+            (json!({"command": ["true"], "inputs": {"../../../master.key": "s3://b/k"}}), "steps.p.inputs.../../../master.key: input"),
+            (json!({"command": ["true"], "outputs": {"model": "../x"}}), "steps.p.outputs.model: output \"../x\" must be"),
+            (json!({"command": ["true"], "outputs": {"a-b": "x"}}), "steps.p.outputs.a-b: output \"a-b\" is not"),
+            (json!({"command": ["true"], "environment": {"LD_PRELOAD": "x"}}), "steps.p.environment.LD_PRELOAD:"),
+            (json!({"command": ["true"], "timeout_seconds": 0}), "steps.p.timeout_seconds: must be more than 0"),
+            (json!({"command": ["true"], "timeout_seconds": 1e9}), "steps.p.timeout_seconds: must be more than 0"),
+        ];
+        let mut failures = Vec::new();
+        for (step, expected) in cases {
+            match check(step.clone()) {
+                Err(e) if e.starts_with(expected) => {}
+                other => failures.push(format!("{step}: got {other:?}, expected {expected}…")),
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        check(json!({"command": ["python3", "train.py", "--depth", "${max_depth}"], "inputs": {"train.csv": "${train_file}"},
+                     "outputs": {"model": "out/model.json"}, "environment": {"MODE": "fast"}, "timeout_seconds": 60}))
+        .unwrap();
+        check(json!({"command": ["sh", "-c", "echo \"$MAX_DEPTH\""]})).unwrap();
+    }
 }

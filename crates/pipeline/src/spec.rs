@@ -206,6 +206,8 @@ impl PipelineSpec {
         nimbus_core::names::resource("model group", &self.model_group)
             .map_err(|e| bad("model_group".into(), e.to_string()))?;
         for (p, def) in &self.parameters {
+            // Parameters reach `process` steps as environment variables: no reserved names.
+            nimbus_sandbox::names::env_var("parameter", p).map_err(|e| bad(format!("parameters.{p}"), e))?;
             if !def.kind.accepts(&def.default) {
                 return Err(bad(
                     format!("parameters.{p}.default"),
@@ -233,6 +235,9 @@ impl PipelineSpec {
                 if *required && !step.inputs.contains_key(*key) {
                     return Err(bad(format!("steps.{s}.{key}"), "is required".into()));
                 }
+            }
+            if step.kind == StepKind::Process {
+                crate::process::validate(&format!("steps.{s}"), &step.inputs).map_err(|(f, r)| bad(f, r))?;
             }
             let mut refs = Vec::new();
             step.inputs.values().for_each(|v| value_references(v, &mut refs));

@@ -29,6 +29,8 @@ pub(crate) struct Context<'a> {
     pub p: &'a Pipelines,
     pub execution: &'a Execution,
     pub step: &'a str,
+    /// Turns true when the execution is to stop.
+    pub cancel: tokio::sync::watch::Receiver<bool>,
 }
 
 struct Log {
@@ -95,6 +97,54 @@ pub(crate) async fn load(p: &Pipelines, uri: &str) -> Result<(Bytes, String), St
         nimbus_store::parse_uri(uri).ok_or_else(|| format!("{uri:?} is not an s3://bucket/key address"))?;
     let (info, bytes) = p.store.get(bucket, key).await.map_err(|e| e.to_string())?;
     Ok((bytes, info.sha256))
+}
+
+/// Streams an object into a file; returns its size and SHA-256.
+pub(crate) async fn load_to_file(p: &Pipelines, uri: &str, path: &std::path::Path) -> Result<(i64, String), String> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (bucket, key) =
+        nimbus_store::parse_uri(uri).ok_or_else(|| format!("{uri:?} is not an s3://bucket/key address"))?;
+    let (info, mut stream) = p.store.open(bucket, key).await.map_err(|e| e.to_string())?;
+    let fail = |e: std::io::Error| format!("copying {uri} to {}: {e}", path.display());
+    let mut file = tokio::fs::File::create(path).await.map_err(fail)?;
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk.map_err(fail)?).await.map_err(fail)?;
+    }
+    file.flush().await.map_err(fail)?;
+    Ok((info.size, info.sha256))
+}
+
+/// Streams a file of the work directory to the step's artifacts; returns its URI and size.
+pub(crate) async fn save_file(
+    ctx: &Context<'_>,
+    name: &str,
+    path: &std::path::Path,
+    content_type: &str,
+) -> Result<(String, i64), String> {
+    let key = format!("{}/{}/{}/{name}", ctx.execution.pipeline, ctx.execution.id, ctx.step);
+    ctx.p.store.ensure_bucket(ARTIFACTS_BUCKET).await.map_err(|e| e.to_string())?;
+    let file = tokio::fs::File::open(path).await.map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let info = ctx
+        .p
+        .store
+        .put_stream(ARTIFACTS_BUCKET, &key, Box::pin(chunks), content_type)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((info.uri(), info.size))
 }
 
 pub(crate) async fn save(ctx: &Context<'_>, name: &str, bytes: Vec<u8>, content_type: &str) -> Result<String, String> {
@@ -295,13 +345,7 @@ async fn register_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> R
     let exec = ctx.execution;
     let group = exec.spec.model_group.clone();
     let actor = exec.started_by.clone();
-    // A retry after a crash between the registration and its record must not register twice.
     p.registry.ensure_group(&group, &actor).await.map_err(|e| e.to_string())?;
-    let existing = p.registry.versions(&group, None).await.map_err(|e| e.to_string())?;
-    if let Some(v) = existing.iter().find(|v| v.lineage.pipeline_execution.as_deref() == Some(exec.id.as_str())) {
-        let line = format!("version {} of {group} was already registered by this execution", v.version);
-        return Ok(StepResult { outputs: json!({"version": v.version, "group": group}), log: line });
-    }
     let model_uri = text(inputs, "model")?;
     let (bytes, sha) = load(p, model_uri).await?;
     let bundle = Bundle::from_slice(&bytes).map_err(|e| e.to_string())?;
@@ -351,9 +395,11 @@ async fn register_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> R
         description,
         status: Some(status),
     };
-    let v = p.registry.register(&group, new, &actor).await.map_err(|e| e.to_string())?;
-    let line = format!("registered {group} version {} ({})", v.version, v.status);
-    Ok(StepResult { outputs: json!({"version": v.version, "group": group}), log: line })
+    // The version, the step's record of it and the execution's commit together: a crash
+    // leaves either all three or none, so a retry never registers twice.
+    let registered = db::register_in_step(p, &exec.id, ctx.step, &group, &new, &actor).await?;
+    let line = format!("registered {group} version {} ({})", registered.version, registered.status);
+    Ok(StepResult { outputs: json!({"version": registered.version, "group": group}), log: line })
 }
 
 async fn transform_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Value>) -> Result<StepResult, String> {

@@ -225,13 +225,13 @@ impl Sandbox {
         if self.protection == Protection::SeparateUser { chown(dir, true) } else { Ok(()) }
     }
 
-    /// Runs `cmd` to its end, its timeout, or `cancel` turning true. `on_progress` gets the last
-    /// line printed and the log so far, about every 250 ms while it runs.
+    /// Runs `cmd` to its end, its timeout, or `cancel` turning true. `on_progress` sees the log
+    /// so far about every 250 ms while it runs.
     pub async fn run(
         &self,
         cmd: &Command,
         mut cancel: watch::Receiver<bool>,
-        mut on_progress: impl AsyncFnMut(&str, &Log),
+        on_progress: &mut (dyn FnMut(&Log) + Send),
     ) -> Result<Outcome, SandboxError> {
         self.check_usable()?;
         let program = cmd.argv.first().ok_or(SandboxError::EmptyCommand)?;
@@ -298,7 +298,7 @@ impl Sandbox {
                         break Ending::Cancelled;
                     }
                 }
-                _ = tick.tick() => on_progress(&log.last_line(), &log).await,
+                _ = tick.tick() => on_progress(&log),
             }
         };
         // The command's whole group ends with it, including children it left in the background.

@@ -38,7 +38,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 async fn run(sandbox: &Sandbox, cmd: &Command) -> Outcome {
     let (_tx, rx) = watch::channel(false);
-    sandbox.run(cmd, rx, async |_, _| {}).await.unwrap()
+    sandbox.run(cmd, rx, &mut |_| {}).await.unwrap()
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn cancel_and_kill_all_end_running_commands() {
     let cmd = sh(&format!("{marker}"), Duration::from_secs(60), work.path());
     let (tx, rx) = watch::channel(false);
     let s = sandbox.clone();
-    let running = tokio::spawn(async move { s.run(&cmd, rx, async |_, _| {}).await.unwrap() });
+    let running = tokio::spawn(async move { s.run(&cmd, rx, &mut |_| {}).await.unwrap() });
     while processes_with(&marker).is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -85,7 +85,7 @@ async fn cancel_and_kill_all_end_running_commands() {
     let cmd = sh(&format!("{marker}"), Duration::from_secs(60), work.path());
     let (_tx, rx) = watch::channel(false);
     let s = sandbox.clone();
-    let running = tokio::spawn(async move { s.run(&cmd, rx, async |_, _| {}).await.unwrap() });
+    let running = tokio::spawn(async move { s.run(&cmd, rx, &mut |_| {}).await.unwrap() });
     while processes_with(&marker).is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,70 +1,148 @@
-//! Authentication of admin requests: buffer the body (bounded), hash it, and verify the
-//! SigV4 signature (service `nimbus`). The caller's [`Principal`] goes into the request's
-//! extensions for handlers; the buffered body is passed on unchanged.
+//! Authentication of admin requests (SigV4, service `nimbus`), in an order that never reads
+//! an unauthenticated body:
+//!
+//! 1. **Signature headers**: no `Authorization` (and no presigned query) is 403 `Missing
+//!    Authentication Token`; a path that normalisation would change (`//`, `.`, `..`) is 400,
+//!    so the path that is verified is the path that is routed.
+//! 2. **Prepare** ([`nimbus_iam::Iam::prepare`]): well-formed authorization, scope, clock within
+//!    15 minutes, a known and active key. Still no body read.
+//! 3. **Payload**: with a signed `x-amz-content-sha256`, the signature is verified at once and
+//!    the body is then checked against the hash as it is read (uploads stream; nothing waits
+//!    for the whole body). `UNSIGNED-PAYLOAD` (and presigned URLs) are accepted only for object
+//!    uploads and downloads. Without the header (botocore's way outside S3) the body is read
+//!    first, up to [`Body::UNSTATED_HASH_LIMIT`], to hash it.
+//! 4. The route's body limit ([`Body::limit`]) holds in every case: a declared
+//!    `content-length` over it is refused before reading, a body that grows over it midway is
+//!    cut off.
+//!
+//! The caller's [`nimbus_iam::Principal`] goes into the request's extensions for handlers.
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nimbus_iam::Principal;
-use nimbus_iam::sigv4::{self, UriMode};
+use nimbus_iam::sigv4::{self, Payload, UriMode};
+use nimbus_iam::IamError;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::admin::{Body, route_of};
+use crate::body::{self, BodyError};
 use crate::error::ApiError;
 
 /// The admin API's SigV4 service name.
 pub const SERVICE: &str = "nimbus";
 
-/// Middleware: rejects unsigned or badly signed requests with 403.
+/// Middleware: authenticates every admin request as described above.
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, state.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "RequestTooLarge",
-                message: format!("request body is larger than the limit of {} bytes", state.max_body),
-            }
-            .into_response();
-        }
-    };
-    let principal = match verify(&state, &parts, &bytes, SERVICE).await {
-        Ok(p) => p,
-        Err(e) => {
-            let path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |o| o.0.path());
-            tracing::info!(method = %parts.method, path, reason = %e, "admin request refused");
-            return ApiError::from(e).into_response();
-        }
-    };
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
+    let kind = route_of(req.method().as_str(), &matched).map_or(Body::Json, |r| r.body);
+    match authenticate(&state, req, kind, SERVICE).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
-/// Verifies a request's SigV4 signature for `service` over its buffered body; the path is the
-/// one the client signed (before any nesting stripped a prefix).
-pub async fn verify(
-    state: &AppState,
-    parts: &axum::http::request::Parts,
-    body: &[u8],
-    service: &str,
-) -> Result<Principal, nimbus_iam::IamError> {
+/// Authenticates `req` for `service` with the body rules of `kind`; returns the request with
+/// the principal in its extensions and its body ready for the handler (checked as it streams,
+/// or already read and verified).
+pub async fn authenticate(state: &AppState, req: Request, kind: Body, service: &str) -> Result<Request, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let uri = parts.extensions.get::<OriginalUri>().map(|o| o.0.clone()).unwrap_or_else(|| parts.uri.clone());
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let body_sha256 = hex::encode(Sha256::digest(body));
-    let uri = parts.extensions.get::<OriginalUri>().map(|o| &o.0).unwrap_or(&parts.uri);
-    let sig_req = sigv4::Request {
+    let mut sig_req = sigv4::Request {
         method: parts.method.as_str(),
         path: uri.path(),
         query: uri.query().unwrap_or(""),
         headers: &headers,
-        body_sha256: Some(&body_sha256),
+        body_sha256: None,
     };
-    state.iam.authenticate(&sig_req, service, UriMode::Normalized).await
+    let refuse = |e: IamError| {
+        tracing::info!(method = %parts.method, path = uri.path(), reason = %e, "request refused");
+        ApiError::from(e)
+    };
+    if let Err(e @ sigv4::SigError::Missing) = sigv4::parse(&sig_req) {
+        return Err(refuse(e.into()));
+    }
+    if !sigv4::is_normalized(uri.path()) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidPath",
+            message: format!(
+                "the path {:?} has an empty, '.' or '..' segment, which would be signed as another path; \
+                 send each segment percent-encoded (a key segment '..' as %2E%2E)",
+                uri.path()
+            ),
+        });
+    }
+    let prepared = state.iam.prepare(&sig_req, service, kind.unsigned_allowed()).await.map_err(refuse)?;
+    let limit = kind.limit();
+    if let Some(n) = body::declared_length(&parts.headers).filter(|n| *n > limit) {
+        return Err(body_error(BodyError::TooLarge { limit }, n));
+    }
+    let (principal, body) = match prepared.payload().clone() {
+        Payload::Signed(signed) => {
+            let principal = prepared.verify(&sig_req, UriMode::Normalized).map_err(refuse)?;
+            if kind.streams() {
+                (principal, axum::body::Body::from_stream(body::checked_stream(body, limit, Some(signed))))
+            } else {
+                let bytes = body::read(body, limit).await.map_err(|e| body_error(e, 0))?;
+                let found = hex::encode(Sha256::digest(&bytes));
+                if found != signed {
+                    return Err(body_error(BodyError::HashMismatch { signed, found }, 0));
+                }
+                (principal, axum::body::Body::from(bytes))
+            }
+        }
+        Payload::Unsigned => {
+            let principal = prepared.verify(&sig_req, UriMode::Normalized).map_err(refuse)?;
+            if kind.streams() {
+                (principal, axum::body::Body::from_stream(body::checked_stream(body, limit, None)))
+            } else {
+                (principal, axum::body::Body::from(body::read(body, limit).await.map_err(|e| body_error(e, 0))?))
+            }
+        }
+        Payload::Unstated => {
+            let unstated = limit.min(Body::UNSTATED_HASH_LIMIT);
+            let bytes = body::read(body, unstated).await.map_err(|e| match e {
+                BodyError::TooLarge { .. } if unstated < limit => ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "RequestTooLarge",
+                    message: format!(
+                        "a body without x-amz-content-sha256 is read into memory to be verified, so it may be at \
+                         most {unstated} bytes; sign the body's SHA-256 in x-amz-content-sha256 and it is streamed \
+                         (up to {limit} bytes)"
+                    ),
+                },
+                other => body_error(other, 0),
+            })?;
+            let hash = hex::encode(Sha256::digest(&bytes));
+            sig_req.body_sha256 = Some(&hash);
+            let principal = prepared.verify(&sig_req, UriMode::Normalized).map_err(refuse)?;
+            (principal, axum::body::Body::from(bytes))
+        }
+    };
+    parts.extensions.insert(principal);
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The answer to a body that was not accepted; `declared` is a too-large declared length.
+pub fn body_error(e: BodyError, declared: u64) -> ApiError {
+    let (status, code) = match &e {
+        BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLarge"),
+        BodyError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+        BodyError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "XAmzContentSHA256Mismatch"),
+        BodyError::Broken(_) => (StatusCode::BAD_REQUEST, "IncompleteBody"),
+    };
+    let message = match (&e, declared) {
+        (BodyError::TooLarge { limit }, n) if n > 0 => {
+            format!("the request declares {n} bytes, over this route's limit of {limit} bytes")
+        }
+        _ => e.to_string(),
+    };
+    ApiError { status, code, message }
 }

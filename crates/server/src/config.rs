@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::listener::Limits;
+
 /// Settings of `nimbus serve`.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -15,8 +17,18 @@ pub struct ServerConfig {
     pub region: String,
     /// Account id of ARNs. Default `000000000000`.
     pub account: String,
-    /// Largest request body the admin API accepts, in bytes. Default 256 MiB.
-    pub max_body_bytes: usize,
+    /// Connection limits and timeouts of the listener.
+    pub limits: Limits,
+    /// Whether the local-emulator Invoke path (`/2015-03-31/functions/function/invocations`)
+    /// answers unsigned requests from loopback addresses. Off by default: behind a proxy on
+    /// the same host every request comes from loopback. `nimbus up` turns it on.
+    pub allow_unsigned_local_invoke: bool,
+    /// Whether `process` pipeline steps may run when no sandbox (Landlock, or a separate uid)
+    /// can keep them out of the data directory. Off by default.
+    pub allow_unconfined_processes: bool,
+    /// The nimbus binary, re-executed as `nimbus sandbox-exec` to confine commands; `None`
+    /// leaves commands unconfined (and so refused unless `allow_unconfined_processes`).
+    pub sandbox_helper: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -27,7 +39,10 @@ impl Default for ServerConfig {
             database: None,
             region: "us-east-1".into(),
             account: "000000000000".into(),
-            max_body_bytes: 256 << 20,
+            limits: Limits::default(),
+            allow_unsigned_local_invoke: false,
+            allow_unconfined_processes: false,
+            sandbox_helper: None,
         }
     }
 }

@@ -36,9 +36,12 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            // The details (a database error, a path on disk) are for the operator, not the caller.
+            let id = nimbus_core::request_id();
+            tracing::error!(request_id = %id, code = self.code, message = %self.message, "request failed");
+            self.message = format!("internal error; the server's log has the details under request id {id}");
         }
         let body = if self.code == "AuthFailure" {
             serde_json::json!({ "message": self.message })
@@ -82,7 +85,19 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchKey { .. } => (StatusCode::NOT_FOUND, "NoSuchKey"),
             StoreError::BucketExists(_) => (StatusCode::CONFLICT, "BucketAlreadyExists"),
             StoreError::BucketNotEmpty(_) => (StatusCode::CONFLICT, "BucketNotEmpty"),
+            StoreError::Held { .. } => (StatusCode::CONFLICT, "ObjectHeld"),
+            StoreError::Changed { .. } => (StatusCode::CONFLICT, "ObjectChanged"),
             StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "ObjectCorrupt"),
+            StoreError::Source(io) => {
+                return match crate::body::BodyError::find(io) {
+                    Some(b) => crate::auth::body_error(b, 0),
+                    None => ApiError {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "IncompleteBody",
+                        message: format!("the request body could not be read: {io}"),
+                    },
+                };
+            }
             _ => return internal(e),
         };
         ApiError { status, code, message: e.to_string() }
@@ -100,6 +115,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Unresolved { .. } => (StatusCode::NOT_FOUND, "SelectorUnresolved"),
             RegistryError::GroupExists(_) => (StatusCode::CONFLICT, "ModelGroupExists"),
             RegistryError::InvalidTransition { .. } => (StatusCode::CONFLICT, "InvalidStatusTransition"),
+            RegistryError::Artifact(_) => (StatusCode::CONFLICT, "ArtifactMismatch"),
             RegistryError::Meta(_) => return internal(e),
         };
         ApiError { status, code, message: e.to_string() }

@@ -6,11 +6,13 @@
 //! returns the invocation's log lines, base64, in `X-Amz-Log-Result`. A function error answers
 //! 200 with `X-Amz-Function-Error: Unhandled` and `{"errorMessage", "errorType"}`, as AWS does.
 //! The local emulator's path, `/2015-03-31/functions/function/invocations`, invokes the
-//! default function and, like the emulator, needs no signature from a loopback address.
+//! default function and, with `--allow-unsigned-local-invoke` (on in `nimbus up`), needs no
+//! signature from a loopback address, like the emulator. The signature is checked before the
+//! payload is read.
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,21 +55,28 @@ pub async fn invoke(
     req: Request,
 ) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let (parts, body) = req.into_parts();
-    let Ok(payload) = to_bytes(body, MAX_PAYLOAD).await else {
-        return lambda_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestTooLargeException",
-            format!("Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation"),
-        );
-    };
     let emulator = name == EMULATOR_NAME && state.functions.get(EMULATOR_NAME).is_none();
     let local = peer.is_some_and(|p| p.ip().is_loopback());
-    if !(emulator && local)
-        && let Err(res) = authenticate(&state, &parts, &payload).await
-    {
-        return res;
-    }
+    let req = if emulator && local && state.allow_unsigned_local_invoke {
+        req
+    } else {
+        match crate::auth::authenticate(&state, req, crate::admin::Body::Invocation, SERVICE).await {
+            Ok(req) => req,
+            Err(e) => return lambda_refusal(e),
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let payload = match crate::body::read(body, MAX_PAYLOAD as u64).await {
+        Ok(p) => p,
+        Err(crate::body::BodyError::TooLarge { .. }) => {
+            return lambda_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                format!("Request must be smaller than {MAX_PAYLOAD} bytes for the InvokeFunction operation"),
+            );
+        }
+        Err(e) => return lambda_refusal(crate::auth::body_error(e, 0)),
+    };
     let function = if emulator { state.functions.default_function() } else { state.functions.get(&name) };
     let Some(function) = function else {
         let p = &state.partition;
@@ -107,12 +116,16 @@ pub async fn invoke(
     }
 }
 
-async fn authenticate(state: &AppState, parts: &axum::http::request::Parts, payload: &[u8]) -> Result<(), Response> {
-    crate::auth::verify(state, parts, payload, SERVICE).await.map(drop).map_err(|e| {
-        let mut res = (StatusCode::FORBIDDEN, axum::Json(json!({ "message": e.to_string() }))).into_response();
-        res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("AccessDeniedException"));
-        res
-    })
+/// A refused request in Lambda's error shape.
+fn lambda_refusal(e: crate::error::ApiError) -> Response {
+    let kind = match e.status {
+        StatusCode::FORBIDDEN => "AccessDeniedException",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLargeException",
+        _ => "InvalidRequestContentException",
+    };
+    let mut res = (e.status, axum::Json(json!({ "message": e.message }))).into_response();
+    res.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    res
 }
 
 fn executed(status: StatusCode, body: Body) -> Response {

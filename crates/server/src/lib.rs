@@ -7,13 +7,17 @@
 
 pub mod admin;
 mod auth;
+mod body;
 mod config;
+mod datadir;
+pub mod listener;
 pub mod error;
 mod invoke;
 mod oip;
 mod state;
 
 pub use config::ServerConfig;
+pub use listener::Limits;
 pub use state::{AppState, Parts};
 
 use std::future::Future;
@@ -55,6 +59,8 @@ pub enum ServeError {
     Functions(#[from] nimbus_functions::FunctionsError),
     #[error(transparent)]
     Gateway(#[from] nimbus_gateway::GatewayError),
+    #[error("registry: {0}")]
+    Registry(String),
     #[error("server: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -64,17 +70,23 @@ pub struct Server {
     pub state: AppState,
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
+    limits: listener::Limits,
     /// The admin key created on this start, when this was the first start.
     pub new_admin_key: Option<NewAccessKey>,
 }
 
 impl Server {
     /// Opens the data directory and metadata database, bootstraps the admin key on the first
-    /// start, and binds the listener.
+    /// start, sweeps what an earlier crash left in the store, and binds the listener.
     pub async fn start(cfg: &ServerConfig) -> Result<Server, ServeError> {
         let dir = &cfg.data_dir;
         let io = |source| ServeError::DataDir { path: dir.display().to_string(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        datadir::prepare(dir).map_err(io)?;
+        let open_files = datadir::raise_open_files_limit();
+        if let Some(n) = open_files.filter(|n| *n < cfg.limits.max_connections as u64 + 64) {
+            tracing::warn!(open_files = n, max_connections = cfg.limits.max_connections,
+                "the open-file limit is below --max-connections; connections past it will fail to be accepted");
+        }
         let db = match &cfg.database {
             Some(url) => Db::open(url).await?,
             None => Db::open_sqlite(&dir.join("meta.db")).await?,
@@ -83,11 +95,29 @@ impl Server {
         let key = MasterKey::load_or_create(&dir.join("master.key"))?;
         let iam = Iam::new(db.clone(), key, partition.clone());
         let store = Store::local(db.clone(), &dir.join("objects"))?;
+        let swept = nimbus_store::fsck::sweep(&store).await?;
+        if swept > 0 {
+            tracing::warn!(files = swept, "removed blobs and temporary files an interrupted write left in the store");
+        }
         let registry = Registry::new(db.clone());
-        let pipelines = nimbus_pipeline::Pipelines::new(db.clone(), store.clone(), registry.clone(), dir.join("work"));
-        let interrupted = pipelines.recover().await?;
-        if interrupted > 0 {
-            tracing::warn!(interrupted, "marked pipeline executions left running by the previous process as failed");
+        let held = registry.hold_artifacts().await.map_err(|e| ServeError::Registry(e.to_string()))?;
+        if held > 0 {
+            tracing::info!(artifacts = held, "placed holds on the artifacts of registered versions");
+        }
+        let sandbox = nimbus_pipeline::sandbox::Sandbox::detect(dir, cfg.sandbox_helper.clone(), cfg.allow_unconfined_processes);
+        tracing::info!("process steps: {}", sandbox.describe());
+        let pipelines = nimbus_pipeline::Pipelines::new(
+            db.clone(),
+            store.clone(),
+            registry.clone(),
+            nimbus_pipeline::Runner { instance: datadir::instance_id(dir).map_err(io)?, sandbox },
+        );
+        let recovered = pipelines.recover().await?;
+        if recovered.failed > 0 {
+            tracing::warn!(
+                executions = recovered.failed,
+                "marked pipeline executions whose server stopped (their lease expired) as failed"
+            );
         }
 
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -95,20 +125,22 @@ impl Server {
             .map_err(|source| ServeError::Listen { addr: cfg.listen.clone(), source })?;
         let addr = listener.local_addr()?;
         let endpoint = format!("http://{addr}");
-        std::fs::write(dir.join("endpoint"), format!("{endpoint}\n")).map_err(io)?;
+        nimbus_iam::crypto::write_private(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
 
-        let new_admin_key = iam.bootstrap_admin().await?;
-        if let Some(k) = &new_admin_key {
-            credentials::write(
-                &dir.join("credentials"),
-                &Profile {
-                    aws_access_key_id: k.access_key_id.clone(),
-                    aws_secret_access_key: k.secret_access_key.clone(),
-                    region: Some(cfg.region.clone()),
-                    endpoint_url: Some(endpoint),
-                },
-            )?;
-        }
+        let credentials_path = dir.join("credentials");
+        let new_admin_key = iam
+            .bootstrap_admin(|k| {
+                credentials::write(
+                    &credentials_path,
+                    &Profile {
+                        aws_access_key_id: k.access_key_id.clone(),
+                        aws_secret_access_key: k.secret_access_key.clone(),
+                        region: Some(cfg.region.clone()),
+                        endpoint_url: Some(endpoint.clone()),
+                    },
+                )
+            })
+            .await?;
         let functions =
             nimbus_functions::Functions::open(db.clone(), store.clone(), registry.clone(), partition.clone()).await?;
         let gateway = nimbus_gateway::Gateway::open(db.clone(), functions.clone()).await?;
@@ -121,9 +153,9 @@ impl Server {
             gateway,
             partition,
             db,
-            max_body: cfg.max_body_bytes,
+            allow_unsigned_local_invoke: cfg.allow_unsigned_local_invoke,
         });
-        Ok(Server { state, addr, listener, new_admin_key })
+        Ok(Server { state, addr, listener, limits: cfg.limits, new_admin_key })
     }
 
     /// The whole HTTP surface.
@@ -131,11 +163,12 @@ impl Server {
         app(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the
-    /// database.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and pipeline
+    /// executions' current writes, and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let app = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        let app = app(self.state.clone());
+        listener::serve(self.listener, app, self.limits, shutdown).await?;
+        self.state.pipelines.shutdown().await;
         self.state.db.close().await;
         Ok(())
     }

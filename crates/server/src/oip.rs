@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/models/{model}/versions/{version}", get(version_metadata))
         .route("/models/{model}/infer", post(infer))
         .route("/models/{model}/versions/{version}/infer", post(version_infer))
+        .layer(axum::extract::DefaultBodyLimit::max(nimbus_gateway::MAX_BODY_BYTES))
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -39,13 +40,19 @@ fn error(status: StatusCode, message: String) -> Response {
 // The error is the handler's own answer; boxing it would only add an allocation.
 #[allow(clippy::result_large_err)]
 fn function(s: &AppState, model: &str) -> Result<Arc<Function>, Response> {
-    s.functions.get(model).ok_or_else(|| {
-        let known: Vec<String> = s.functions.list().iter().map(|f| f.name.clone()).collect();
-        error(
-            StatusCode::NOT_FOUND,
-            format!("model {model} does not exist; models are functions: {}", known.join(", ")),
-        )
-    })
+    // Unauthenticated: name nothing but what was asked for.
+    s.functions.get(model).ok_or_else(|| error(StatusCode::NOT_FOUND, format!("model {model} does not exist")))
+}
+
+/// A model that cannot serve now: the reason (which may name files and versions) goes to the
+/// log under a request id; the caller gets the id.
+fn unavailable(model: &str, reason: &str) -> Response {
+    let id = nimbus_core::request_id();
+    tracing::warn!(request_id = %id, model, "model unavailable: {reason}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("model {model} is not available now; the server's log has the reason under request id {id}"),
+    )
 }
 
 #[allow(clippy::result_large_err)]
@@ -62,7 +69,7 @@ async fn describe(s: &AppState, model: &str, version: Option<i64>) -> Response {
     };
     let served = match f.resolve().await {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::NOT_FOUND, format!("model {model}: {e}")),
+        Err(e) => return unavailable(model, &e.to_string()),
     };
     if let Some(v) = version.filter(|v| *v != served.version) {
         return error(
@@ -112,7 +119,7 @@ async fn run(s: &AppState, model: &str, version: Option<i64>, body: &[u8]) -> Re
             error(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into())
         }
         Err(InvokeError::Timeout(t)) => error(StatusCode::GATEWAY_TIMEOUT, format!("inference timed out after {t} s")),
-        Err(InvokeError::Unavailable(m)) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+        Err(InvokeError::Unavailable(m)) => unavailable(model, &m),
     }
 }
 

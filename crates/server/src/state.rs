@@ -38,6 +38,6 @@ pub struct Parts {
     pub gateway: Gateway,
     pub partition: Partition,
     pub db: Db,
-    /// Largest accepted request body, bytes.
-    pub max_body: usize,
+    /// Whether the local-emulator Invoke path answers unsigned requests from loopback.
+    pub allow_unsigned_local_invoke: bool,
 }

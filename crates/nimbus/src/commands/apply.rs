@@ -15,11 +15,39 @@ use crate::project::{self, Project};
 pub async fn run(g: &Global, path: &Path, dry_run: bool) -> Result<(), CliError> {
     let project = project::load(path)?;
     let client = Client::new(g)?;
-    apply(&client, &project, dry_run, &mut |line| println!("{line}")).await
+    apply(&client, &project, dry_run, &mut |line| outln!("{line}")).await
 }
 
-/// Applies a loaded project, reporting each change through `say`.
+/// Applies a loaded project, reporting each change through `say`. Everything that can be
+/// checked without the server was checked when the project was loaded; when the server
+/// refuses something midway, the error says what was already changed and what was not.
 pub async fn apply(
+    client: &Client,
+    project: &Project,
+    dry_run: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<(), CliError> {
+    let mut changed: Vec<String> = Vec::new();
+    let result = {
+        let mut record = |line: String| {
+            if !line.ends_with(": unchanged") && !line.starts_with("project ") {
+                changed.push(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            }
+            say(line)
+        };
+        apply_all(client, project, dry_run, &mut record).await
+    };
+    result.map_err(|e| {
+        let done = if changed.is_empty() { "nothing was changed".to_string() } else { format!("already changed: {}", changed.join(", ")) };
+        let what = |m: String| format!("{m}; apply stopped there ({done}; what follows it in the project was not applied)");
+        match e {
+            CliError::Input(m) => CliError::Input(what(m)),
+            CliError::Failure(m) => CliError::Failure(what(m)),
+        }
+    })
+}
+
+async fn apply_all(
     client: &Client,
     project: &Project,
     dry_run: bool,
@@ -31,9 +59,9 @@ pub async fn apply(
     let verb = |doing: &str| if dry_run { format!("would {doing}") } else { doing.to_string() };
     for u in &project.uploads {
         let local = project.dir.join(&u.file);
-        let bytes = std::fs::read(&local)
+        let (size, sha) = crate::client::hash_file(&local)
+            .await
             .map_err(|e| CliError::Input(format!("uploads: cannot read {}: {e}", local.display())))?;
-        let sha = hex::encode(Sha256::digest(&bytes));
         let rest = u.to.trim_start_matches("s3://");
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         let listing = client
@@ -64,9 +92,12 @@ pub async fn apply(
         if !dry_run {
             let path = format!("/buckets/{}/objects/{}", encode_segment(bucket), encode_key(key));
             let ct = if key.ends_with(".csv") { "text/csv" } else { "application/octet-stream" };
-            client.send("PUT", &path, &[], bytes.clone(), Some(ct)).await?;
+            client
+                .send_file("PUT", &path, &local, ct)
+                .await
+                .map_err(|e| prefix(e, &format!("upload {} -> {}", u.file.display(), u.to)))?;
         }
-        say(format!("upload   {} -> {}: {} ({} bytes)", u.file.display(), u.to, verb("upload"), bytes.len()));
+        say(format!("upload   {} -> {}: {} ({size} bytes)", u.file.display(), u.to, verb("upload")));
     }
     for (name, spec) in &project.pipelines {
         let group = &spec.model_group;
@@ -114,6 +145,13 @@ pub async fn apply(
         say(format!("api      {name}: {what} (routes: {}; stages: {})", routes.join(", "), stages.join(", ")));
     }
     Ok(())
+}
+
+fn prefix(e: CliError, what: &str) -> CliError {
+    match e {
+        CliError::Input(m) => CliError::Input(format!("{what}: {m}")),
+        CliError::Failure(m) => CliError::Failure(format!("{what}: {m}")),
+    }
 }
 
 /// Creates or replaces a stored function or API (`kind` is its admin path), saying what

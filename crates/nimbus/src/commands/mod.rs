@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches.
 
+mod admin;
 mod apply;
 mod models;
 mod pipelines;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             serving::logs(&cli.global, &name, api, since, filter, follow).await
         }
         Command::Up { path, serve } => up::run(&cli.global, &path, serve).await,
+        Command::Admin(cmd) => admin::run(&cli.global, cmd).await,
         Command::Metrics { function, api } => serving::metrics(&cli.global, function, api).await,
     }
 }

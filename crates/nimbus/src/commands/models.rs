@@ -11,6 +11,28 @@ fn group_path(group: &str) -> String {
     format!("/model-groups/{}", encode_segment(group))
 }
 
+/// A version named `GROUP/VERSION` or `GROUP VERSION` (every command takes both), as
+/// `(group, version-or-selector)`; `None` when only a group was given.
+fn version_ref(first: &str, second: Option<&str>) -> Result<(String, Option<String>), CliError> {
+    match (first.split_once('/'), second) {
+        (Some(_), Some(_)) => Err(CliError::Input(format!(
+            "{first:?} already names a version; give GROUP/VERSION or GROUP VERSION, not both"
+        ))),
+        (Some((g, v)), None) => Ok((g.to_string(), Some(v.to_string()))),
+        (None, v) => Ok((first.to_string(), v.map(str::to_string))),
+    }
+}
+
+/// [`version_ref`] where the version is required and a number.
+fn numbered(first: &str, second: Option<&str>) -> Result<(String, String), CliError> {
+    match version_ref(first, second)? {
+        (group, Some(v)) => Ok((group, version_arg(&v)?)),
+        (group, None) => {
+            Err(CliError::Input(format!("name the version: {group}/VERSION (or {group} VERSION), e.g. {group}/1")))
+        }
+    }
+}
+
 fn version_arg(text: &str) -> Result<String, CliError> {
     match text.parse::<i64>() {
         Ok(v) if v >= 1 => Ok(v.to_string()),
@@ -55,11 +77,8 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 .await?;
             describe_group(g.output, &v);
         }
-        ModelsCommand::Describe { target } => {
-            let (group, which) = match target.split_once('/') {
-                Some((gr, w)) => (gr.to_string(), Some(w.to_string())),
-                None => (target.clone(), None),
-            };
+        ModelsCommand::Describe { target, version } => {
+            let (group, which) = version_ref(&target, version.as_deref())?;
             match which {
                 None => {
                     let v = client.json("GET", &group_path(&group), &[], None).await?;
@@ -79,9 +98,11 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
             }
         }
         ModelsCommand::Approve { group, version, description } => {
+            let (group, version) = numbered(&group, version.as_deref())?;
             set_status(&client, g.output, &group, &version, "Approved", &description).await?;
         }
         ModelsCommand::Reject { group, version, description } => {
+            let (group, version) = numbered(&group, version.as_deref())?;
             set_status(&client, g.output, &group, &version, "Rejected", &description).await?;
         }
         ModelsCommand::Alias { group, alias, version, delete } => {
@@ -89,14 +110,14 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
             match (version, delete) {
                 (None, true) => {
                     client.json("DELETE", &path, &[], None).await?;
-                    println!("removed alias {alias} of {group}");
+                    outln!("removed alias {alias} of {group}");
                 }
                 (Some(v), false) => {
                     let n: i64 = version_arg(&v)?.parse().expect("checked");
                     let out = client.json("PUT", &path, &[], Some(json!({"version": n}))).await?;
                     match g.output {
-                        Output::Json => println!("{}", serde_json::to_string_pretty(&out).expect("JSON")),
-                        Output::Table => println!("{group}@{alias} -> version {n}"),
+                        Output::Json => outln!("{}", serde_json::to_string_pretty(&out).expect("JSON")),
+                        Output::Table => outln!("{group}@{alias} -> version {n}"),
                     }
                 }
                 (Some(_), true) => return Err(CliError::Input("give either VERSION or --delete, not both".into())),
@@ -110,9 +131,9 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 .json("GET", &format!("{}/resolve", group_path(&group)), &[("selector", &selector)], None)
                 .await?;
             match g.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
                 Output::Table => {
-                    println!("{group} {selector} -> version {} ({})", cell(&v["version"]), cell(&v["status"]))
+                    outln!("{group} {selector} -> version {} ({})", cell(&v["version"]), cell(&v["status"]))
                 }
             }
         }
@@ -147,8 +168,8 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 .await?;
             let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
             match g.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
-                Output::Table => println!(
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
+                Output::Table => outln!(
                     "imported {} as {group} version {} ({}), artifact {}",
                     file.display(),
                     cell(&v["version"]),
@@ -157,11 +178,9 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 ),
             }
         }
-        ModelsCommand::Export { target, format, output_file } => {
-            let (group, version) = target
-                .split_once('/')
-                .filter(|(_, v)| v.parse::<i64>().is_ok())
-                .ok_or_else(|| CliError::Input(format!("{target:?} must be GROUP/VERSION, e.g. titanic/1")))?;
+        ModelsCommand::Export { target, version, format, output_file } => {
+            let (group, version) = numbered(&target, version.as_deref())?;
+            let group = group.as_str();
             let answer = client
                 .send(
                     "GET",
@@ -175,13 +194,13 @@ pub async fn run(g: &Global, cmd: ModelsCommand) -> Result<(), CliError> {
                 Some(path) => {
                     std::fs::write(&path, &answer.body)
                         .map_err(|e| CliError::Failure(format!("cannot write {}: {e}", path.display())))?;
-                    println!(
+                    outln!(
                         "wrote {group} version {version} as {format} to {} ({} bytes)",
                         path.display(),
                         answer.body.len()
                     );
                 }
-                None => println!("{}", String::from_utf8_lossy(&answer.body)),
+                None => outln!("{}", String::from_utf8_lossy(&answer.body)),
             }
         }
         ModelsCommand::Events { group } => {
@@ -218,9 +237,9 @@ async fn set_status(
         )
         .await?;
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&v).expect("JSON")),
         Output::Table => {
-            println!("{group} version {version}: {} by {}", cell(&v["status"]), cell(&v["approval"]["by"]))
+            outln!("{group} version {version}: {} by {}", cell(&v["status"]), cell(&v["approval"]["by"]))
         }
     }
     Ok(())

@@ -64,17 +64,18 @@ pub async fn run(g: &Global, cmd: PipelinesCommand) -> Result<(), CliError> {
             let id = cell(&started["id"]);
             if !wait {
                 match g.output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&started).expect("JSON")),
-                    Output::Table => println!("started {id}; follow it with `nimbus pipelines describe {id}`"),
+                    Output::Json => outln!("{}", serde_json::to_string_pretty(&started).expect("JSON")),
+                    Output::Table => outln!("started {id}; follow it with `nimbus pipelines describe {id}`"),
                 }
                 return Ok(());
             }
             let done = follow(&client, &id, g.output == Output::Table).await?;
             if g.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&done).expect("JSON"));
+                outln!("{}", serde_json::to_string_pretty(&done).expect("JSON"));
             }
-            if done["status"] == "Failed" {
-                return Err(CliError::Failure(format!("{id} failed: {}", cell(&done["outcome"]))));
+            if done["status"] == "Failed" || done["status"] == "Stopped" {
+                let how = cell(&done["status"]).to_lowercase();
+                return Err(CliError::Failure(format!("{id} {how}: {}", cell(&done["outcome"]))));
             }
         }
         PipelinesCommand::Executions { name } => {
@@ -95,20 +96,27 @@ pub async fn run(g: &Global, cmd: PipelinesCommand) -> Result<(), CliError> {
                 .collect();
             output::print(g.output, &v, &["EXECUTION", "STATUS", "STARTED", "DURATION", "OUTCOME"], rows);
         }
+        PipelinesCommand::Stop { execution } => {
+            let e = client.json("POST", &format!("/executions/{}/stop", encode_segment(&execution)), &[], None).await?;
+            match g.output {
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&e).expect("JSON")),
+                Output::Table => outln!("{} {}: {}", cell(&e["id"]), cell(&e["status"]), cell(&e["outcome"])),
+            }
+        }
         PipelinesCommand::Describe { execution } => {
             let e = client.json("GET", &format!("/executions/{}", encode_segment(&execution)), &[], None).await?;
             if g.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&e).expect("JSON"));
+                outln!("{}", serde_json::to_string_pretty(&e).expect("JSON"));
                 return Ok(());
             }
-            println!("{}  {}  {}", cell(&e["id"]), cell(&e["status"]), cell(&e["outcome"]));
-            println!(
+            outln!("{}  {}  {}", cell(&e["id"]), cell(&e["status"]), cell(&e["outcome"]));
+            outln!(
                 "started {} by {}, took {}",
                 cell(&e["started_at"]),
                 cell(&e["started_by"]),
                 seconds(&e["duration_ms"])
             );
-            println!("parameters: {}", params_line(&e["parameters"]));
+            outln!("parameters: {}", params_line(&e["parameters"]));
             let rows: Vec<Vec<String>> = e["steps"]
                 .as_array()
                 .into_iter()
@@ -123,11 +131,11 @@ pub async fn run(g: &Global, cmd: PipelinesCommand) -> Result<(), CliError> {
                     ]
                 })
                 .collect();
-            print!("{}", output::table(&["STEP", "KIND", "STATUS", "DURATION", "DETAIL"], &rows));
+            out!("{}", output::table(&["STEP", "KIND", "STATUS", "DURATION", "DETAIL"], &rows));
             for s in e["steps"].as_array().into_iter().flatten() {
                 let log = s["log"].as_str().unwrap_or_default();
                 if !log.is_empty() {
-                    println!("--- {} log ---\n{log}", cell(&s["name"]));
+                    outln!("--- {} log ---\n{log}", cell(&s["name"]));
                 }
             }
         }
@@ -175,7 +183,7 @@ pub(crate) async fn follow(client: &Client, id: &str, print: bool) -> Result<Val
     loop {
         let e = client.json("GET", &format!("/executions/{}", encode_segment(id)), &[], None).await?;
         if print && first {
-            println!("{id} started: {}", params_line(&e["parameters"]));
+            outln!("{id} started: {}", params_line(&e["parameters"]));
             first = false;
         }
         for s in e["steps"].as_array().into_iter().flatten() {
@@ -189,26 +197,26 @@ pub(crate) async fn follow(client: &Client, id: &str, print: bool) -> Result<Val
                     _ => step_summary(s),
                 };
                 let took = if s["status"] == "Running" { String::new() } else { seconds(&s["duration_ms"]) };
-                println!("  {name:<10} {:<10} {took:>8}  {detail}", cell(&s["status"]).to_lowercase());
+                outln!("  {name:<10} {:<10} {took:>8}  {detail}", cell(&s["status"]).to_lowercase());
             }
             seen.insert(name, state);
         }
         if e["status"] != "Running" {
             if print {
-                println!("{id} {} in {}: {}", cell(&e["status"]), seconds(&e["duration_ms"]), cell(&e["outcome"]));
+                outln!("{id} {} in {}: {}", cell(&e["status"]), seconds(&e["duration_ms"]), cell(&e["outcome"]));
                 if let Some(ev) = e["steps"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .find(|s| s["kind"] == "evaluate" && s["outputs"].is_object())
                 {
-                    println!("evaluation: {}", metrics_line(&ev["outputs"]));
+                    outln!("evaluation: {}", metrics_line(&ev["outputs"]));
                     let plots: Vec<String> = ["roc_plot", "confusion_plot", "importance_plot", "report"]
                         .iter()
                         .filter_map(|k| ev["outputs"][*k].as_str().map(str::to_string))
                         .collect();
                     if !plots.is_empty() {
-                        println!("report and plots: {}", plots.join(" "));
+                        outln!("report and plots: {}", plots.join(" "));
                     }
                 }
             }

@@ -8,7 +8,7 @@ use crate::cli::{Global, ServeArgs};
 pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
     let server = start(g, args).await?;
     server.run(nimbus_server::shutdown_signal()).await.map_err(|e| CliError::Failure(e.to_string()))?;
-    println!("nimbus stopped");
+    outln!("nimbus stopped");
     Ok(())
 }
 
@@ -16,13 +16,23 @@ pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
 /// first start.
 pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
     init_logging();
+    let secs = std::time::Duration::from_secs_f64;
     let cfg = ServerConfig {
         data_dir: g.data_dir.clone(),
         listen: args.listen,
         database: args.database,
         region: args.region,
         account: args.account,
-        ..ServerConfig::default()
+        limits: nimbus_server::Limits {
+            header_timeout: secs(args.header_timeout),
+            idle_timeout: secs(args.idle_timeout),
+            body_timeout: secs(args.body_timeout),
+            max_connections: args.max_connections as usize,
+        },
+        allow_unsigned_local_invoke: args.allow_unsigned_local_invoke,
+        allow_unconfined_processes: args.allow_unconfined_processes,
+        // This very binary confines commands, re-executed as `nimbus sandbox-exec`.
+        sandbox_helper: std::env::current_exe().ok(),
     };
     let started = std::time::Instant::now();
     let server = Server::start(&cfg).await.map_err(|e| CliError::Failure(e.to_string()))?;
@@ -30,7 +40,7 @@ pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
         Some(url) => nimbus_meta::redact_url(url),
         None => format!("sqlite {}", cfg.data_dir.join("meta.db").display()),
     };
-    println!(
+    outln!(
         "nimbus {} serving on http://{} (data dir {}, metadata {}, ready in {:.1} ms)",
         env!("CARGO_PKG_VERSION"),
         server.addr,
@@ -40,12 +50,12 @@ pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
     );
     if let Some(k) = &server.new_admin_key {
         // The only time the secret is shown; it is never logged.
-        println!(
+        outln!(
             "First start: created the admin access key. The secret is shown only now; it is also in {} (mode 0600).",
             cfg.data_dir.join("credentials").display()
         );
-        println!("  aws_access_key_id     = {}", k.access_key_id);
-        println!("  aws_secret_access_key = {}", k.secret_access_key);
+        outln!("  aws_access_key_id     = {}", k.access_key_id);
+        outln!("  aws_secret_access_key = {}", k.secret_access_key);
     }
     Ok(server)
 }

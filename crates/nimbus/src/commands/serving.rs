@@ -85,7 +85,7 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
                     CliError::Failure(message)
                 });
             }
-            println!("{text}");
+            outln!("{text}");
             if let Some(tail) = answer.headers.get("x-amz-log-result").and_then(|v| v.to_str().ok()) {
                 let lines = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
                 eprint!("{}", String::from_utf8_lossy(&lines));
@@ -228,11 +228,11 @@ pub async fn metrics(g: &Global, function: Option<String>, api: Option<String>) 
         }
     }
     if g.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("JSON"));
+        outln!("{}", serde_json::to_string_pretty(&Value::Object(out)).expect("JSON"));
         return Ok(());
     }
     if !rows.is_empty() {
-        print!(
+        out!(
             "{}",
             output::table(
                 &["FUNCTION", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS", "IN FLIGHT", "MEAN MS"],
@@ -242,9 +242,9 @@ pub async fn metrics(g: &Global, function: Option<String>, api: Option<String>) 
     }
     if !routes.is_empty() {
         if !rows.is_empty() {
-            println!();
+            outln!();
         }
-        print!("{}", output::table(&["API", "STAGE", "ROUTE", "STATUS", "RESPONSES"], &routes));
+        out!("{}", output::table(&["API", "STAGE", "ROUTE", "STATUS", "RESPONSES"], &routes));
     }
     Ok(())
 }
@@ -268,11 +268,11 @@ pub async fn logs(
         let v = client.json("GET", &path, &query, None).await?;
         let lines = v["lines"].as_array().cloned().unwrap_or_default();
         if g.output == Output::Json && !follow {
-            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            outln!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
             return Ok(());
         }
         for l in &lines {
-            println!("{} {}", cell(&l["time"]), cell(&l["text"]));
+            outln!("{} {}", cell(&l["time"]), cell(&l["text"]));
         }
         if !follow {
             return Ok(());

@@ -90,49 +90,95 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
                 )));
             }
             client.json("DELETE", &object_path(&bucket, &key), &[], None).await?;
-            println!("delete: s3://{bucket}/{key}");
+            outln!("delete: s3://{bucket}/{key}");
             Ok(())
         }
         StoreCommand::Mb { target } => {
             let (bucket, _) = parse_s3(&target)?;
             client.json("PUT", &format!("/buckets/{}", encode_segment(&bucket)), &[], None).await?;
-            println!("make_bucket: {bucket}");
+            outln!("make_bucket: {bucket}");
             Ok(())
         }
         StoreCommand::Rb { target } => {
             let (bucket, _) = parse_s3(&target)?;
             client.json("DELETE", &format!("/buckets/{}", encode_segment(&bucket)), &[], None).await?;
-            println!("remove_bucket: {bucket}");
+            outln!("remove_bucket: {bucket}");
             Ok(())
         }
+        StoreCommand::Fsck { repair } => fsck(&client, g, repair).await,
     }
+}
+
+async fn fsck(client: &Client, g: &Global, repair: bool) -> Result<(), CliError> {
+    let query: &[(&str, &str)] = if repair { &[("repair", "true")] } else { &[] };
+    let r = client.json("POST", "/store/fsck", query, None).await?;
+    if g.output == crate::cli::Output::Json {
+        outln!("{}", serde_json::to_string_pretty(&r).expect("JSON serialises"));
+        return Ok(());
+    }
+    let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+    let (orphans, temporary, damaged) = (list("orphans"), list("temporary"), list("damaged"));
+    outln!("checked {} objects", cell(&r["objects"]));
+    let done = if repair { "removed" } else { "found" };
+    for o in &orphans {
+        outln!("orphan blob ({done}): {}", cell(o));
+    }
+    for t in &temporary {
+        outln!("unfinished write ({done}): {}", cell(t));
+    }
+    for d in &damaged {
+        let what = format!("{} {}", cell(&d["problem"]), cell(&d["uri"]));
+        match (d["held_by"].as_str(), d["removed"].as_bool() == Some(true)) {
+            (Some(holder), _) => outln!("{what}: the artifact of {holder}; kept (restore its bytes, or register anew)"),
+            (None, true) => outln!("{what}: its record was removed"),
+            (None, false) if repair => outln!("{what}: kept"),
+            (None, false) => outln!("{what}: `--repair` removes its record"),
+        }
+    }
+    if orphans.is_empty() && temporary.is_empty() && damaged.is_empty() {
+        outln!("everything is consistent");
+    } else if !repair {
+        outln!("run `nimbus store fsck --repair` to remove the orphans and unfinished writes");
+    }
+    Ok(())
 }
 
 async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Option<String>) -> Result<(), CliError> {
     match (src.starts_with("s3://"), dst.starts_with("s3://")) {
         (false, true) => {
             let path = PathBuf::from(src);
-            let bytes = std::fs::read(&path).map_err(|e| CliError::Input(format!("cannot read {src}: {e}")))?;
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Err(CliError::Input(format!("{src} is not a file"))),
+                Err(e) => return Err(CliError::Input(format!("cannot read {src}: {e}"))),
+            }
             let (bucket, mut key) = parse_s3(dst)?;
             if key.is_empty() || key.ends_with('/') {
                 key.push_str(path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
             }
             let ct = content_type.unwrap_or_else(|| guess_content_type(&path).to_string());
-            let answer = client.send("PUT", &object_path(&bucket, &key), &[], bytes, Some(&ct)).await?;
+            let answer = client.send_file("PUT", &object_path(&bucket, &key), &path, &ct).await?;
             let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
             report(g, &v, &format!("upload: {src} to s3://{bucket}/{key}"));
             Ok(())
         }
         (true, false) => {
             let (bucket, key) = parse_s3(src)?;
-            let answer = client.send("GET", &object_path(&bucket, &key), &[], Vec::new(), None).await?;
+            if key.is_empty() {
+                return Err(CliError::Input(format!("{src:?} names no key; use s3://bucket/key")));
+            }
             let mut path = PathBuf::from(dst);
             if path.is_dir() || dst.ends_with('/') {
-                path = path.join(key.rsplit('/').next().unwrap_or("object"));
+                let name = key.rsplit('/').next().unwrap_or_default();
+                if matches!(name, "" | "." | "..") {
+                    return Err(CliError::Input(format!(
+                        "the key {key:?} has no file name of its own; name the file to write, e.g. `nimbus store cp {src} ./object`"
+                    )));
+                }
+                path = path.join(name);
             }
-            write_atomically(&path, &answer.body)?;
-            let sha = answer.headers.get("x-nimbus-sha256").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let v = serde_json::json!({"bucket": bucket, "key": key, "file": path.display().to_string(), "size": answer.body.len(), "sha256": sha});
+            let (_, size, sha) = client.download(&object_path(&bucket, &key), &path).await?;
+            let v = serde_json::json!({"bucket": bucket, "key": key, "file": path.display().to_string(), "size": size, "sha256": sha});
             report(g, &v, &format!("download: s3://{bucket}/{key} to {}", path.display()));
             Ok(())
         }
@@ -142,14 +188,16 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
             if dk.is_empty() || dk.ends_with('/') {
                 dk.push_str(sk.rsplit('/').next().unwrap_or("object"));
             }
-            let answer = client.send("GET", &object_path(&sb, &sk), &[], Vec::new(), None).await?;
-            let ct = answer
-                .headers
+            // Through a temporary file, so an object of any size streams both ways.
+            let tmp = tempfile::NamedTempFile::new()
+                .map_err(|e| CliError::Failure(format!("cannot make a temporary file: {e}")))?;
+            let (headers, _, _) = client.download(&object_path(&sb, &sk), tmp.path()).await?;
+            let ct = headers
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            let put = client.send("PUT", &object_path(&db, &dk), &[], answer.body, Some(&ct)).await?;
+            let put = client.send_file("PUT", &object_path(&db, &dk), tmp.path(), &ct).await?;
             let v: Value = serde_json::from_slice(&put.body).unwrap_or(Value::Null);
             report(g, &v, &format!("copy: s3://{sb}/{sk} to s3://{db}/{dk}"));
             Ok(())
@@ -160,16 +208,7 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
 
 fn report(g: &Global, v: &Value, line: &str) {
     match g.output {
-        crate::cli::Output::Json => println!("{}", serde_json::to_string_pretty(v).expect("JSON serialises")),
-        crate::cli::Output::Table => println!("{line}"),
+        crate::cli::Output::Json => outln!("{}", serde_json::to_string_pretty(v).expect("JSON serialises")),
+        crate::cli::Output::Table => outln!("{line}"),
     }
-}
-
-/// Writes a downloaded file via a temporary file and a rename, so an interrupted download
-/// never leaves a partial file under the final name.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let fail = |e: std::io::Error| CliError::Failure(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_file_name(format!(".{}.part", path.file_name().and_then(|n| n.to_str()).unwrap_or("download")));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
 }

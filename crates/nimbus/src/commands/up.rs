@@ -15,23 +15,32 @@ use crate::commands::{apply, pipelines, serve};
 use crate::output::cell;
 use crate::project::{self, Project, UpSpec};
 
-pub async fn run(g: &Global, path: &Path, args: ServeArgs) -> Result<(), CliError> {
+pub async fn run(g: &Global, path: &Path, mut args: ServeArgs) -> Result<(), CliError> {
     let project = project::load(path)?;
+    // Checked before anything starts, so a typo does not leave a half-run demo behind.
+    if let Some(up) = &project.up {
+        let sample = project.dir.join(&up.sample);
+        if !sample.is_file() {
+            return Err(CliError::Input(format!("up.sample: {} is not a file", sample.display())));
+        }
+    }
+    // The demo's emulator curl line is unsigned, as the seeds' local tests are.
+    args.allow_unsigned_local_invoke = true;
     let server = serve::start(g, args).await?;
     let endpoint = format!("http://{}", server.addr);
     let serving = tokio::spawn(server.run(nimbus_server::shutdown_signal()));
     // The CLI's own client, pointed at this server with the data directory's admin key.
     let g = Global { endpoint: Some(endpoint.clone()), profile: None, ..g.clone() };
     let client = Client::new(&g)?;
-    println!();
-    apply::apply(&client, &project, false, &mut |line| println!("{line}")).await?;
+    outln!();
+    apply::apply(&client, &project, false, &mut |line| outln!("{line}")).await?;
     if let Some(up) = &project.up {
         walk_through(&g, &client, &project, up, &endpoint).await?;
     }
-    println!("\nServing on {endpoint}; Ctrl-C stops.");
+    outln!("\nServing on {endpoint}; Ctrl-C stops.");
     match serving.await {
         Ok(Ok(())) => {
-            println!("nimbus stopped");
+            outln!("nimbus stopped");
             Ok(())
         }
         Ok(Err(e)) => Err(CliError::Failure(e.to_string())),
@@ -58,7 +67,7 @@ async fn walk_through(
     if versions.is_empty()
         && let Some(pipeline) = &up.pipeline
     {
-        println!("\nModel group {group} has no version yet: running pipeline {pipeline}");
+        outln!("\nModel group {group} has no version yet: running pipeline {pipeline}");
         let started = client
             .json("POST", &format!("/pipelines/{}/executions", encode_segment(pipeline)), &[], Some(json!({})))
             .await?;
@@ -96,13 +105,13 @@ async fn walk_through(
         .and_then(|f| f["init_ms"].as_f64())
         .map(|ms| format!(", of which {ms:.2} ms loading the model"))
         .unwrap_or_default();
-    println!("\nPOST {url}\n  {body}\n-> {status} in {took:.2} ms (the first request{init})\n  {answer}");
+    outln!("\nPOST {url}\n  {body}\n-> {status} in {took:.2} ms (the first request{init})\n  {answer}");
     if !status.is_success() {
         return Err(CliError::Failure(format!("the sample request was answered {status}: {answer}")));
     }
-    println!("\nTry it:");
-    println!("  curl -s -X POST {url} -H 'content-type: application/json' -d '{body}'");
-    println!(
+    outln!("\nTry it:");
+    outln!("  curl -s -X POST {url} -H 'content-type: application/json' -d '{body}'");
+    outln!(
         "  curl -s -X POST {endpoint}/2015-03-31/functions/function/invocations -H 'content-type: application/json' -d '{body}'"
     );
     // The CLI finds this server through the data directory; name it when it is not the default.
@@ -111,9 +120,9 @@ async fn walk_through(
     } else {
         format!(" --data-dir {}", g.data_dir.display())
     };
-    println!("  nimbus{dir} functions invoke {function} --payload '{body}'");
-    println!("  nimbus{dir} logs {function}            # START/END/REPORT lines");
-    println!("  curl -s {endpoint}/metrics");
+    outln!("  nimbus{dir} functions invoke {function} --payload '{body}'");
+    outln!("  nimbus{dir} logs {function}            # START/END/REPORT lines");
+    outln!("  curl -s {endpoint}/metrics");
     Ok(())
 }
 
@@ -134,7 +143,7 @@ async fn approve_latest(client: &Client, group: &str) -> Result<(), CliError> {
     client
         .json("PATCH", &format!("/model-groups/{}/versions/{version}", encode_segment(group)), &[], Some(body))
         .await?;
-    println!(
+    outln!(
         "approved {group} version {version} (up.auto_approve = true in this project; elsewhere approval is manual)"
     );
     Ok(())

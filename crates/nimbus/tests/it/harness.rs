@@ -57,11 +57,18 @@ pub struct Nimbus {
     child: Option<Child>,
     /// What the server printed on its first start.
     pub first_stdout: Vec<String>,
+    /// Flags given to `nimbus serve` on every start.
+    serve_flags: Vec<String>,
 }
 
 impl Nimbus {
     /// Starts a server on a free port in a new data directory.
     pub fn start(backend: &Backend) -> Nimbus {
+        Nimbus::start_with(backend, &[])
+    }
+
+    /// Starts a server with extra `nimbus serve` flags.
+    pub fn start_with(backend: &Backend, flags: &[&str]) -> Nimbus {
         let dir = tempfile::tempdir().unwrap();
         let (database, made_database) = match backend {
             Backend::Sqlite => (None, None),
@@ -71,7 +78,15 @@ impl Nimbus {
             }
         };
         let mut n =
-            Nimbus { dir, endpoint: String::new(), database, made_database, child: None, first_stdout: Vec::new() };
+            Nimbus {
+            dir,
+            endpoint: String::new(),
+            database,
+            made_database,
+            child: None,
+            first_stdout: Vec::new(),
+            serve_flags: flags.iter().map(|f| f.to_string()).collect(),
+        };
         n.first_stdout = n.launch();
         n
     }
@@ -93,6 +108,7 @@ impl Nimbus {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nimbus"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path())
+            .args(&self.serve_flags)
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env("NIMBUS_LOG", "debug,sqlx=warn,hyper=info")

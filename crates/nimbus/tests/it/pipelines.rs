@@ -188,7 +188,7 @@ fn kill_9_mid_run(backend: &Backend) {
     assert_eq!(n.json(&["models", "list", "titanic"]).as_array().unwrap().len(), 1);
     let (code, _, err) = n.cli(&["pipelines", "run", "--retry", &id]);
     assert_eq!(code, 2);
-    assert!(err.contains("only a Failed execution is retried"), "{err}");
+    assert!(err.contains("only a Failed or Stopped execution is retried"), "{err}");
 }
 
 #[test]
@@ -283,14 +283,14 @@ model_group = "proc"
 
 [pipelines.broken.steps.fail]
 kind = "process"
-command = "echo about to fail; exit 3"
+command = ["sh", "-c", "echo about to fail; exit 3"]
 
 [pipelines.slow]
 model_group = "proc"
 
 [pipelines.slow.steps.sleep]
 kind = "process"
-command = "sleep 5"
+command = ["sleep", "5"]
 timeout_seconds = 0.5
 "#
     );
@@ -326,7 +326,7 @@ timeout_seconds = 0.5
 
     let (code, _, err) = n.cli(&["pipelines", "run", "broken", "--wait"]);
     assert_eq!(code, 1);
-    assert!(err.contains("exited with exit status: 3") && err.contains("about to fail"), "{err}");
+    assert!(err.contains("exited with status 3") && err.contains("about to fail"), "{err}");
     let (code, _, err) = n.cli(&["pipelines", "run", "slow", "--wait"]);
     assert_eq!(code, 1);
     assert!(err.contains("ran longer than timeout_seconds = 0.5"), "{err}");

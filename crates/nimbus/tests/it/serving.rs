@@ -40,7 +40,11 @@ hosts = ["models.example.test"]
 
 /// The example project plus [`EXTRA`], applied, trained and version 1 approved.
 fn deployed(backend: &Backend) -> Nimbus {
-    let n = Nimbus::start(backend);
+    deployed_with(backend, &[])
+}
+
+fn deployed_with(backend: &Backend, flags: &[&str]) -> Nimbus {
+    let n = Nimbus::start_with(backend, flags);
     let dir = n.data_dir().join("project");
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for f in ["nimbus.toml", "data/train.csv", "data/test.csv", "data/sample_request.json"] {
@@ -196,8 +200,21 @@ fn the_gateway_answers_every_prediction_format_and_error() {
 }
 
 #[test]
-fn the_invoke_api_and_the_seeds_emulator_call() {
+fn unsigned_local_invoke_is_refused_unless_allowed() {
     let n = deployed(&Backend::Sqlite);
+    let (status, _, body) = post(
+        &n,
+        "/2015-03-31/functions/function/invocations",
+        "application/json",
+        r#"{"instances":[{"Age":80,"Sex":"male","Pclass":3}]}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Missing Authentication Token"), "{body}");
+}
+
+#[test]
+fn the_invoke_api_and_the_seeds_emulator_call() {
+    let n = deployed_with(&Backend::Sqlite, &["--allow-unsigned-local-invoke"]);
     // The seeds' local-emulator curl (section 7.2): no signature, default function.
     let (status, _, body) = post(
         &n,

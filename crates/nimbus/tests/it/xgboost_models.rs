@@ -159,5 +159,5 @@ fn a_native_model_exports_as_xgboost_json_and_imports_back_with_the_same_answers
     assert_eq!(predict(&n, "titanic", &records), predict(&n, "roundtrip", &records));
     let (code, _, err) = n.cli(&["models", "export", "titanic"]);
     assert_eq!(code, 2);
-    assert!(err.contains("GROUP/VERSION"), "{err}");
+    assert!(err.contains("titanic/VERSION"), "{err}");
 }

@@ -146,7 +146,12 @@ pub async fn import_version(
     s.store.ensure_bucket(MODELS_BUCKET).await?;
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let key = format!("{group}/sha256-{digest}.json");
-    let object = s.store.put(MODELS_BUCKET, &key, body, "application/json").await?;
+    // Content-addressed: the same model imported again is the object already there (which an
+    // earlier version may hold).
+    let object = match s.store.head(MODELS_BUCKET, &key).await {
+        Ok(existing) if existing.sha256 == digest => existing,
+        _ => s.store.put(MODELS_BUCKET, &key, body, "application/json").await?,
+    };
     s.registry.ensure_group(&group, &p.user).await?;
     let new = NewVersion {
         artifact_uri: object.uri(),

@@ -158,3 +158,12 @@ pub async fn execution(State(s): State<AppState>, Path(id): Path<String>) -> Res
 pub async fn retry(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecutionView>, ApiError> {
     Ok(Json(s.pipelines.retry(&id).await?.into()))
 }
+
+/// Stops a running execution: its current step is killed and it ends `Stopped` (retryable).
+pub async fn stop(
+    State(s): State<AppState>,
+    axum::extract::Extension(p): axum::extract::Extension<nimbus_iam::Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    Ok(Json(s.pipelines.stop(&id, &p.user).await?.into()))
+}

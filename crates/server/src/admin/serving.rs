@@ -90,25 +90,25 @@ pub struct LogQuery {
 }
 
 fn since_ms(q: &LogQuery) -> Result<i64, ApiError> {
-    let Some(since) = q.since.as_deref() else { return Ok(0) };
-    if let Ok(ms) = since.parse::<i64>() {
-        return Ok(ms);
-    }
-    let (n, unit) = since.split_at(since.len().saturating_sub(1));
-    let per = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => 0,
+    parse_since(q.since.as_deref(), clock::now_ms())
+}
+
+/// `?since=`: epoch milliseconds, or a duration back from `now_ms` (`30s`, `10m`, `2h`, `1d`).
+fn parse_since(since: Option<&str>, now_ms: i64) -> Result<i64, ApiError> {
+    let Some(since) = since else { return Ok(0) };
+    let bad = || {
+        ApiError::invalid("since", format!("{since:?}: use a duration such as 30s, 10m, 2h, 1d, or epoch milliseconds"))
     };
-    match n.parse::<i64>() {
-        Ok(n) if per > 0 => Ok(clock::now_ms() - n * per),
-        _ => Err(ApiError::invalid(
-            "since",
-            format!("{since:?}: use a duration such as 30s, 10m, 2h, 1d, or epoch milliseconds"),
-        )),
+    if let Ok(ms) = since.parse::<i64>() {
+        return if ms >= 0 { Ok(ms) } else { Err(bad()) };
     }
+    let units = [('s', 1_000i64), ('m', 60_000), ('h', 3_600_000), ('d', 86_400_000)];
+    let (n, per) = units
+        .iter()
+        .find_map(|(u, per)| since.strip_suffix(*u).map(|n| (n, *per)))
+        .ok_or_else(bad)?;
+    let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+    Ok(n.checked_mul(per).map_or(0, |back| now_ms.saturating_sub(back).max(0)))
 }
 
 fn lines_view(lines: Vec<LogLine>) -> Json<Value> {
@@ -178,4 +178,22 @@ pub async fn api_logs(
 ) -> Result<Json<Value>, ApiError> {
     let a = api(&s, &name)?;
     Ok(lines_view(a.access.query(since_ms(&q)?, q.filter.as_deref(), q.limit.unwrap_or(1000))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_durations_and_times_and_refuses_the_rest_without_panicking() {
+        let now = 1_000_000_000;
+        assert_eq!(parse_since(None, now).unwrap(), 0);
+        assert_eq!(parse_since(Some("10m"), now).unwrap(), now - 600_000);
+        assert_eq!(parse_since(Some("123"), now).unwrap(), 123);
+        assert_eq!(parse_since(Some("99999999999999999d"), now).unwrap(), 0, "an overflow means since forever");
+        for bad in ["1\u{e9}", "\u{e9}", "-5m", "-1", "m", "", "10x", "1.5h", "1 m"] {
+            let e = parse_since(Some(bad), now).unwrap_err();
+            assert!(e.message.contains("use a duration"), "{bad}: {}", e.message);
+        }
+    }
 }

@@ -39,7 +39,7 @@ async fn every_listed_route_is_served_and_nothing_else_is() {
             (status, String::from_utf8_lossy(&body).into_owned())
         }
     };
-    for (method, path) in ROUTES {
+    for super::Route { method, path, .. } in ROUTES {
         let concrete = format!("/_nimbus/v1{path}")
             .replace("{bucket}", "some-bucket")
             .replace("{key}", "a/b.txt")
@@ -50,6 +50,7 @@ async fn every_listed_route_is_served_and_nothing_else_is() {
             .replace("{execution}", "p-1")
             .replace("{function}", "f")
             .replace("{api}", "a");
+        assert!(super::route_of(method, &format!("/_nimbus/v1{path}")).is_some());
         let (status, body) = send(method, concrete.clone()).await;
         assert_ne!(status, 405, "{method} {concrete} is listed but not routed");
         assert!(!body.contains("\"NotFound\""), "{method} {concrete} is listed but not routed: {body}");
@@ -72,6 +73,6 @@ fn openapi_document_lists_exactly_the_routes() {
             }
         }
     }
-    let routed: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let routed: BTreeSet<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
     assert_eq!(documented, routed, "docs/openapi.json and admin::ROUTES differ");
 }

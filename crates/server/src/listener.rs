@@ -1,0 +1,366 @@
+//! The HTTP listener: accepts up to `max_connections` connections and serves each with hyper,
+//! enforcing three timeouts so no client can hold the server's resources by being slow:
+//!
+//! - **header read timeout**: a request's head (request line and headers) must arrive whole
+//!   within it, counted from its first byte (from the accept, for a connection's first
+//!   request); a client that trickles a header byte a second is dropped;
+//! - **idle timeout**: a keep-alive connection with no request in flight and no bytes moving
+//!   is closed after it;
+//! - **body read timeout**: a request body must arrive whole within it, counted from the
+//!   request's start; a slow upload gets `408` (the handler sees [`BodyTimeout`]).
+//!
+//! Each connection has a small shared state ([`ConnState`]) that its socket wrapper updates on
+//! every read and write and its service updates at each request's start and end; a watchdog in
+//! the connection's task compares it with the deadlines. The request path costs a clock read
+//! per socket operation, and a body timer only when a body is not already buffered.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+/// The connection limits of a listener; every field has a `nimbus serve` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// `--header-timeout`: how long a request's head may take to arrive.
+    pub header_timeout: Duration,
+    /// `--idle-timeout`: how long a keep-alive connection may sit idle.
+    pub idle_timeout: Duration,
+    /// `--body-timeout`: how long a request's body may take to arrive.
+    pub body_timeout: Duration,
+    /// `--max-connections`: connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// How long shutdown waits for requests in flight before closing their connections.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Marks "no time recorded".
+const NONE: u64 = u64::MAX;
+
+/// What the watchdog of one connection needs to know, shared with its socket and service.
+struct ConnState {
+    started: Instant,
+    /// Requests being handled now.
+    in_flight: AtomicU32,
+    /// When bytes last moved either way, ms since `started`.
+    last_io_ms: AtomicU64,
+    /// When the first byte of the next request head arrived, ms since `started` (or [`NONE`]).
+    head_started_ms: AtomicU64,
+    /// Wakes the watchdog when a deadline may have moved.
+    changed: Notify,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            started: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            last_io_ms: AtomicU64::new(0),
+            // The first request's head is timed from the accept.
+            head_started_ms: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_io_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started_ms.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_started_ms.store(NONE, Ordering::Release);
+    }
+
+    fn request_ended(&self) {
+        self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.changed.notify_one();
+    }
+
+    /// When the connection is to be dropped, if nothing changes; `None` while a request runs.
+    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let at = |ms: u64, after: Duration| self.started + Duration::from_millis(ms) + after;
+        let idle = at(self.last_io_ms.load(Ordering::Relaxed), limits.idle_timeout);
+        match self.head_started_ms.load(Ordering::Acquire) {
+            NONE => Some(idle),
+            head => Some(idle.min(at(head, limits.header_timeout))),
+        }
+    }
+}
+
+/// A socket that reports its reads and writes to the connection's state.
+struct TrackedIo {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for TrackedIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.state.on_read();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for TrackedIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        if n > 0 {
+            self.state.on_write();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        if n > 0 {
+            self.state.on_write();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The error a request body yields when it did not arrive within the body read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} (the server's --body-timeout); send it faster or raise the limit")]
+pub struct BodyTimeout(pub Duration);
+
+/// Whether a body error (as a handler sees it) is the body read timeout.
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A request body that fails with [`BodyTimeout`] once its deadline passes. The timer is only
+/// armed when the body is not already there.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Instant,
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Marks a request ended when dropped (the response is ready, or the request was abandoned).
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish (for up to 30 s) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    let mut warned_full: Option<Instant> = None;
+    loop {
+        if permits.available_permits() == 0 && warned_full.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            tracing::warn!(max_connections = limits.max_connections, "connection limit reached; new connections wait");
+            warned_full = Some(Instant::now());
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, app, limits, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it ends; all of them back means all ended.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN, permits.acquire_many(all)).await.is_err() {
+        tracing::warn!("requests still running after {DRAIN:?}; closing their connections");
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let state = Arc::new(ConnState::new());
+    let io = TokioIo::new(TrackedIo { inner: stream, state: state.clone() });
+    let svc_state = state.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        svc_state.request_started();
+        let guard = InFlight(svc_state.clone());
+        let (mut parts, incoming) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(peer));
+        let body = TimedBody {
+            inner: incoming,
+            deadline: Instant::now() + limits.body_timeout,
+            limit: limits.body_timeout,
+            timer: None,
+        };
+        let req = axum::http::Request::from_parts(parts, Body::new(body));
+        let mut app = app.clone();
+        async move {
+            let response = app.call(req).await;
+            drop(guard);
+            response
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = state.deadline(&limits);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = sleep_until_opt(deadline) => {
+                if state.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!(%peer, "closing a connection that was idle or slow to send its request head");
+                    return;
+                }
+            }
+            _ = state.changed.notified() => {}
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
