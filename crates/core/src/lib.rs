@@ -8,6 +8,7 @@ pub mod arn;
 pub mod clock;
 pub mod names;
 pub mod schema;
+pub mod timeouts;
 
 /// A fresh random identifier (UUID v4, hyphenated), used for request ids and object locations.
 pub fn new_id() -> String {

@@ -6,7 +6,7 @@
 //! none waits for a load that is not its own cold start.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -40,7 +40,10 @@ pub enum InvokeError {
     /// More invocations are running than `max_concurrency` allows.
     #[error("Rate Exceeded: function {function} is running its maximum of {limit} concurrent invocations")]
     Throttled { function: String, limit: u32 },
-    /// The invocation ran longer than `timeout_s`.
+    /// Every worker of the server's bounded prediction pool is busy.
+    #[error("Rate Exceeded: all {workers} prediction workers of this server are busy; retry shortly")]
+    Busy { workers: usize },
+    /// The invocation ran longer than `timeout_s` (or its caller's deadline).
     #[error("Task timed out after {0:.2} seconds")]
     Timeout(f64),
     /// The model could not be loaded (no version, a damaged artifact, over the memory limit).
@@ -52,10 +55,33 @@ impl InvokeError {
     /// The Lambda `errorType` of the error.
     pub fn error_type(&self) -> &'static str {
         match self {
-            InvokeError::Throttled { .. } => "TooManyRequestsException",
+            InvokeError::Throttled { .. } | InvokeError::Busy { .. } => "TooManyRequestsException",
             InvokeError::Timeout(_) => "Sandbox.Timedout",
             InvokeError::Unavailable(_) => "ModelUnavailable",
         }
+    }
+}
+
+/// One invocation's identity and time limit, handed down by whoever received the request (the
+/// gateway, the Invoke API): the access-log line and the function's START/END/REPORT lines carry
+/// the same request id, and the function stops at the caller's deadline, writing its REPORT.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub request_id: String,
+    /// When the caller stops waiting; the function's own `timeout_s` applies when sooner.
+    pub deadline: Option<Instant>,
+}
+
+impl Call {
+    /// A call with a fresh request id and no deadline but the function's own.
+    pub fn new() -> Call {
+        Call { request_id: nimbus_core::request_id(), deadline: None }
+    }
+}
+
+impl Default for Call {
+    fn default() -> Self {
+        Call::new()
     }
 }
 
@@ -76,16 +102,23 @@ pub struct Function {
     pub metrics: FunctionMetrics,
     loaded: ArcSwapOption<Loaded>,
     load_lock: tokio::sync::Mutex<()>,
-    in_flight: AtomicU32,
+    /// Invocations running, counted until their work really ends (a timed-out prediction on
+    /// the blocking pool keeps its slot until it stops).
+    in_flight: Arc<AtomicU32>,
     last_used_ms: AtomicI64,
+    /// The server's bounded pool of blocking prediction work.
+    workers: Arc<tokio::sync::Semaphore>,
     store: Store,
     registry: Registry,
+    /// A test hook: the load pauses between resolving the version and storing the model.
+    #[cfg(test)]
+    pause_after_resolve: std::sync::Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>>,
 }
 
-/// Takes a concurrency slot; dropping it gives the slot back.
-struct Slot<'a>(&'a AtomicU32);
+/// A concurrency slot; dropping it gives the slot back.
+struct Slot(Arc<AtomicU32>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -100,6 +133,7 @@ impl Function {
         arn: String,
         store: Store,
         registry: Registry,
+        workers: Arc<tokio::sync::Semaphore>,
     ) -> Self {
         Function {
             name,
@@ -110,10 +144,13 @@ impl Function {
             metrics: FunctionMetrics::default(),
             loaded: ArcSwapOption::empty(),
             load_lock: tokio::sync::Mutex::new(()),
-            in_flight: AtomicU32::new(0),
+            in_flight: Arc::new(AtomicU32::new(0)),
             last_used_ms: AtomicI64::new(clock::now_ms()),
+            workers,
             store,
             registry,
+            #[cfg(test)]
+            pause_after_resolve: Default::default(),
         }
     }
 
@@ -166,8 +203,21 @@ impl Function {
                 self.name, version.version, self.spec.memory_mb
             )));
         }
-        let (_, bytes) = self.store.get(bucket, key).await.map_err(|e| {
-            InvokeError::Unavailable(format!("function {}: loading {}: {e}", self.name, version.artifact_uri))
+        #[cfg(test)]
+        {
+            let pause = self.pause_after_resolve.lock().unwrap().clone();
+            if let Some((reached, go)) = pause {
+                reached.notify_one();
+                go.notified().await;
+            }
+        }
+        // The bytes must be the ones approved: the digest the version recorded, not whatever
+        // the object holds now.
+        let bytes = self.store.get_expecting(bucket, key, &version.artifact_sha256).await.map_err(|e| {
+            InvokeError::Unavailable(format!(
+                "function {}: model {group} version {}: {e}",
+                self.name, version.version
+            ))
         })?;
         let predictor = tokio::task::spawn_blocking(move || Predictor::from_slice(&bytes))
             .await
@@ -204,10 +254,11 @@ impl Function {
 
     /// Re-resolves the selector after a registry change and, when it now names another
     /// version, loads that version and swaps it in. Nothing happens while scaled to zero:
-    /// the next cold start resolves afresh.
+    /// the next cold start resolves afresh. The load lock is taken first, so a cold start that
+    /// resolved before the change is stored before this looks, and is corrected.
     pub async fn refresh(&self) {
-        let Some(current) = self.loaded.load_full() else { return };
         let _guard = self.load_lock.lock().await;
+        let Some(current) = self.loaded.load_full() else { return };
         match self.registry.resolve(self.group(), &self.selector).await {
             Ok(v) if v.version == current.version => {}
             Ok(_) => match self.load().await {
@@ -238,7 +289,7 @@ impl Function {
 
     /// Drops the loaded model when idle for `idle_s` (0: never) with nothing in flight.
     pub fn unload_if_idle(&self, now_ms: i64) -> bool {
-        let idle_ms = self.spec.idle_s as i64 * 1000;
+        let idle_ms = self.spec.idle_s.min(crate::spec::MAX_IDLE_S) as i64 * 1000;
         if self.spec.idle_s == 0 || self.in_flight() > 0 || self.loaded.load().is_none() {
             return false;
         }
@@ -251,19 +302,20 @@ impl Function {
     }
 
     /// Answers a prediction request body (the seeds' and MLflow's forms, CSV).
-    pub async fn invoke(&self, content_type: Option<&str>, body: &[u8]) -> Result<Invocation, InvokeError> {
-        self.run(Protocol::Predict, content_type, body).await
+    pub async fn invoke(&self, call: &Call, content_type: Option<&str>, body: &[u8]) -> Result<Invocation, InvokeError> {
+        self.run(call, Protocol::Predict, content_type, body).await
     }
 
     /// Answers an Open Inference Protocol v2 `infer` body.
-    pub async fn infer(&self, version: Option<i64>, body: &[u8]) -> Result<Invocation, InvokeError> {
-        self.run(Protocol::Infer { model: self.name.clone(), version }, None, body).await
+    pub async fn infer(&self, call: &Call, version: Option<i64>, body: &[u8]) -> Result<Invocation, InvokeError> {
+        self.run(call, Protocol::Infer { model: self.name.clone(), version }, None, body).await
     }
 
     /// Runs one invocation, with START/END/REPORT logging, the concurrency limit and the
-    /// timeout.
+    /// timeout (the sooner of `timeout_s` and the caller's deadline).
     async fn run(
         &self,
+        call: &Call,
         protocol: Protocol,
         content_type: Option<&str>,
         body: &[u8],
@@ -274,26 +326,43 @@ impl Function {
             self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
             return Err(InvokeError::Throttled { function: self.name.clone(), limit: self.spec.max_concurrency });
         }
-        let _slot = Slot(&self.in_flight);
+        let slot = Slot(self.in_flight.clone());
         self.last_used_ms.store(clock::now_ms(), Ordering::Relaxed);
-        let request_id = nimbus_core::request_id();
         let started = Instant::now();
-        let timeout = Duration::from_secs_f64(self.spec.timeout_s);
+        let own = Duration::from_secs_f64(self.spec.timeout_s);
+        let timeout = call.deadline.map_or(own, |d| own.min(d.saturating_duration_since(started)));
+        let cancel = Arc::new(AtomicBool::new(false));
         let work = async {
+            let slot = slot;
             let (loaded, init) = self.warm().await?;
             let answer = if body.len() > protocol::INLINE_BODY_BYTES {
-                let (ct, body, l, p) =
-                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
-                tokio::task::spawn_blocking(move || protocol::answer(&l, &p, ct.as_deref(), &body))
-                    .await
-                    .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
+                let permit = self.workers.clone().try_acquire_owned().map_err(|_| {
+                    self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+                    InvokeError::Busy { workers: crate::prediction_workers() }
+                })?;
+                let (ct, body, l, p, stop) =
+                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone(), cancel.clone());
+                // The slot and the worker permit go with the work: they are given back when it
+                // really ends, not when the caller stops waiting.
+                tokio::task::spawn_blocking(move || {
+                    let _held = (slot, permit);
+                    protocol::answer(&l, &p, ct.as_deref(), &body, Some(&stop))
+                })
+                .await
+                .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
             } else {
-                protocol::answer(&loaded, &protocol, content_type, body)
+                let answer = protocol::answer(&loaded, &protocol, content_type, body, Some(&cancel));
+                drop(slot);
+                answer
             };
             Ok::<_, InvokeError>((answer, init, loaded.size_mb))
         };
-        let result =
-            tokio::time::timeout(timeout, work).await.unwrap_or(Err(InvokeError::Timeout(self.spec.timeout_s)));
+        let limit = timeout.as_secs_f64();
+        let result = tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+            cancel.store(true, Ordering::Relaxed);
+            self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+            Err(InvokeError::Timeout(limit))
+        });
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let (init, used) = match &result {
             Ok((_, init, used)) => (*init, *used),
@@ -301,16 +370,17 @@ impl Function {
         };
         let duration_ms = total_ms - init.unwrap_or(0.0);
         self.metrics.duration.observe(duration_ms / 1e3);
-        let mut lines = vec![logs::start_line(&request_id, "$LATEST")];
+        let request_id = &call.request_id;
+        let mut lines = vec![logs::start_line(request_id, "$LATEST")];
         if let Err(e) = &result {
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
             lines.push(format!("{} {request_id} ERROR {}: {e}", clock::rfc3339(clock::now_ms()), e.error_type()));
         }
-        lines.push(logs::end_line(&request_id));
-        lines.push(logs::report_line(&request_id, duration_ms, self.spec.memory_mb, used, init));
+        lines.push(logs::end_line(request_id));
+        lines.push(logs::report_line(request_id, duration_ms, self.spec.memory_mb, used, init));
         self.logs.push(clock::now_ms(), lines);
         let (answer, _, _) = result?;
-        Ok(Invocation { request_id, answer })
+        Ok(Invocation { request_id: request_id.clone(), answer })
     }
 }
 
@@ -336,22 +406,143 @@ mod tests {
             default: false,
             description: String::new(),
         };
-        let f = Function::new("f".into(), spec, Selector::LatestApproved, "arn".into(), store, registry);
+        let workers = Arc::new(tokio::sync::Semaphore::new(2));
+        let f = Function::new("f".into(), spec, Selector::LatestApproved, "arn".into(), store, registry, workers);
         (dir, f)
+    }
+
+    /// Trains a two-round model on a few rows and registers it into `titanic`.
+    async fn register_model(f: &Function, status: nimbus_registry::ApprovalStatus) -> i64 {
+        use nimbus_ml::{bundle::Bundle, preprocess::Preprocessor, table::Table, train};
+        let csv = "Age,Survived\n1,1\n2,1\n3,0\n4,0\n5,1\n6,0\n7,0\n8,1\n";
+        let t = Table::from_csv(csv.as_bytes(), "t.csv").unwrap();
+        let pre = Preprocessor::fit(&t, &["Age".into()], &[]).unwrap();
+        let labels = train::labels(&t, "Survived", "binary:logistic").unwrap();
+        let params = [("objective".to_string(), serde_json::json!("binary:logistic"))].into_iter().collect();
+        let model = train::fit(&pre.transform_table(&t).unwrap(), &pre, &labels, &train::TrainSpec { params, num_round: 2 })
+            .unwrap();
+        let bundle = Bundle::new(&model, &pre, "binary:logistic", "Survived", labels.classes, Default::default(), Default::default())
+            .unwrap()
+            .to_vec();
+        f.store.ensure_bucket("models").await.unwrap();
+        let key = format!("titanic/{}.json", nimbus_core::new_id());
+        let object = f.store.put("models", &key, bundle.into(), "application/json").await.unwrap();
+        let version = nimbus_registry::NewVersion {
+            artifact_uri: object.uri(),
+            artifact_sha256: object.sha256,
+            artifact_size: object.size,
+            format: "nimbus-model".into(),
+            input_schema: Default::default(),
+            output_schema: Default::default(),
+            metrics: Default::default(),
+            parameters: Default::default(),
+            lineage: Default::default(),
+            tags: Default::default(),
+            description: String::new(),
+            status: Some(status),
+        };
+        f.registry.register("titanic", version, "test").await.unwrap().version
+    }
+
+    #[tokio::test]
+    async fn a_rejected_version_never_serves_after_a_racing_cold_start() {
+        use nimbus_registry::ApprovalStatus;
+        let (_dir, f) = function(4).await;
+        let f = Arc::new(f);
+        let v1 = register_model(&f, ApprovalStatus::Approved).await;
+        // The cold start resolves v1, then waits before storing it.
+        let (reached, go) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+        *f.pause_after_resolve.lock().unwrap() = Some((reached.clone(), go.clone()));
+        let cold = tokio::spawn({
+            let f = f.clone();
+            async move { f.invoke(&Call::new(), None, br#"{"instances":[{"Age":2}]}"#).await.map(|_| ()) }
+        });
+        reached.notified().await;
+        *f.pause_after_resolve.lock().unwrap() = None;
+        // v1 is rejected now, and the registry watcher's refresh runs while the load is paused.
+        f.registry.set_status("titanic", v1, ApprovalStatus::Rejected, "bad", "test").await.unwrap();
+        let mut refresh = tokio::spawn({
+            let f = f.clone();
+            async move { f.refresh().await }
+        });
+        // A refresh that does not wait for the load in progress ends here, before v1 is stored.
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut refresh).await.is_ok();
+        go.notify_one();
+        cold.await.unwrap().unwrap();
+        if !early {
+            refresh.await.unwrap();
+        }
+        assert!(f.loaded().is_none(), "the rejected version was unloaded");
+        let e = f.invoke(&Call::new(), None, br#"{"instances":[{"Age":2}]}"#).await.err().expect("nothing approved");
+        assert!(matches!(e, InvokeError::Unavailable(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn serving_checks_the_bytes_against_the_approved_digest() {
+        use nimbus_registry::ApprovalStatus;
+        let (_dir, f) = function(4).await;
+        let v1 = register_model(&f, ApprovalStatus::Approved).await;
+        let version = f.registry.version("titanic", v1).await.unwrap();
+        let (bucket, key) = nimbus_store::parse_uri(&version.artifact_uri).unwrap();
+        // Behind the holds (they stop the object API): the row itself replaced.
+        nimbus_meta::sqlx::query("UPDATE objects SET sha256 = $1 WHERE bucket = $2 AND object_key = $3")
+            .bind("0".repeat(64))
+            .bind(bucket)
+            .bind(key)
+            .execute(f.store.db().pool())
+            .await
+            .unwrap();
+        let e = f.invoke(&Call::new(), None, br#"{"instances":[{"Age":2}]}"#).await.err().expect("refused");
+        let InvokeError::Unavailable(m) = &e else { panic!("{e}") };
+        assert!(m.contains(&format!("version {v1}")), "{m}");
+    }
+
+    #[tokio::test]
+    async fn timed_out_prediction_reports_with_the_callers_id_and_counts() {
+        use nimbus_registry::ApprovalStatus;
+        let (_dir, f) = function(4).await;
+        register_model(&f, ApprovalStatus::Approved).await;
+        // The caller's deadline has already passed: the function stops at once.
+        let call = Call { request_id: "req-1".into(), deadline: Some(Instant::now()) };
+        let e = f.invoke(&call, None, br#"{"instances":[{"Age":2}]}"#).await.err().expect("timed out");
+        assert!(matches!(e, InvokeError::Timeout(_)), "{e}");
+        assert_eq!(f.metrics.timeouts.load(Ordering::Relaxed), 1);
+        let lines: Vec<String> = f.logs.query(0, Some("req-1"), 10).into_iter().map(|l| l.text).collect();
+        assert!(lines.iter().any(|l| l.starts_with("REPORT RequestId: req-1")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("START RequestId: req-1")), "{lines:?}");
+        assert_eq!(f.in_flight(), 0, "the slot is back");
+    }
+
+    #[tokio::test]
+    async fn a_full_prediction_pool_answers_429_at_once() {
+        use nimbus_registry::ApprovalStatus;
+        let (_dir, f) = function(4).await;
+        register_model(&f, ApprovalStatus::Approved).await;
+        let _all = f.workers.clone().acquire_many_owned(2).await.unwrap();
+        let rows = vec![r#"{"Age":2}"#; 10_000].join(",");
+        let body = format!(r#"{{"instances":[{rows}]}}"#);
+        assert!(body.len() > protocol::INLINE_BODY_BYTES);
+        let e = f.invoke(&Call::new(), None, body.as_bytes()).await.err().expect("busy");
+        assert!(matches!(e, InvokeError::Busy { .. }), "{e}");
+        assert_eq!(e.error_type(), "TooManyRequestsException");
+        assert_eq!(f.in_flight(), 0);
+        drop(_all);
+        let ok = f.invoke(&Call::new(), None, body.as_bytes()).await.unwrap();
+        assert_eq!(ok.answer.status, 200);
     }
 
     #[tokio::test]
     async fn over_max_concurrency_is_throttled_before_any_work() {
         let (_dir, f) = function(1).await;
         f.in_flight.store(1, Ordering::SeqCst);
-        let e = f.invoke(None, b"{}").await.err().expect("throttled");
+        let e = f.invoke(&Call::new(), None, b"{}").await.err().expect("throttled");
         assert!(matches!(e, InvokeError::Throttled { limit: 1, .. }), "{e}");
         assert_eq!(e.error_type(), "TooManyRequestsException");
         assert_eq!(f.in_flight(), 1, "a throttled call gives back the slot it never held");
         assert_eq!(f.metrics.throttles.load(Ordering::Relaxed), 1);
         f.in_flight.store(0, Ordering::SeqCst);
         // Nothing approved: the invocation fails as a function error and frees its slot.
-        let e = f.invoke(None, b"{}").await.err().expect("no model");
+        let e = f.invoke(&Call::new(), None, b"{}").await.err().expect("no model");
         assert!(matches!(e, InvokeError::Unavailable(ref m) if m.contains("nimbus models approve titanic")), "{e}");
         assert_eq!(f.in_flight(), 0);
         assert!(f.logs.query(0, Some("ModelUnavailable"), 10).len() == 1);
@@ -378,7 +569,7 @@ mod tests {
             status: Some(nimbus_registry::ApprovalStatus::Approved),
         };
         f.registry.register("titanic", version, "test").await.unwrap();
-        let e = f.invoke(None, b"{}").await.err().expect("over the limit");
+        let e = f.invoke(&Call::new(), None, b"{}").await.err().expect("over the limit");
         let InvokeError::Unavailable(m) = &e else { panic!("{e}") };
         assert!(m.contains("needs about 300 MB, over memory_mb = 256; raise memory_mb"), "{m}");
     }

@@ -33,7 +33,7 @@ use nimbus_registry::Registry;
 use nimbus_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 
-pub use function::{Function, Invocation, InvokeError, Loaded};
+pub use function::{Call, Function, Invocation, InvokeError, Loaded};
 pub use protocol::Answer;
 pub use spec::{FunctionKind, FunctionSpec};
 
@@ -62,6 +62,17 @@ struct Inner {
     registry: Registry,
     partition: Partition,
     table: ArcSwap<HashMap<String, Arc<Function>>>,
+    /// Held by every create, replace and delete: the `default` check, the stored declaration
+    /// and the table change as one step.
+    put_lock: tokio::sync::Mutex<()>,
+    /// The bounded pool of blocking prediction work, shared by every function.
+    workers: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many large predictions run on the blocking pool at once: two per core. One more is
+/// answered 429 at once rather than queued behind them.
+pub fn prediction_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 /// The deployed functions; cheap to clone.
@@ -79,7 +90,15 @@ impl Functions {
         registry: Registry,
         partition: Partition,
     ) -> Result<Functions, FunctionsError> {
-        let inner = Arc::new(Inner { db, store, registry, partition, table: ArcSwap::from_pointee(HashMap::new()) });
+        let inner = Arc::new(Inner {
+            db,
+            store,
+            registry,
+            partition,
+            table: ArcSwap::from_pointee(HashMap::new()),
+            put_lock: tokio::sync::Mutex::new(()),
+            workers: Arc::new(tokio::sync::Semaphore::new(prediction_workers())),
+        });
         let functions = Functions { inner };
         let mut table = HashMap::new();
         for stored in functions.inner.db.specs(KIND).await? {
@@ -104,13 +123,16 @@ impl Functions {
             spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let p = &self.inner.partition;
         let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
-        Ok(Function::new(name.to_string(), spec, selector, arn, self.inner.store.clone(), self.inner.registry.clone()))
+        let (store, registry, workers) =
+            (self.inner.store.clone(), self.inner.registry.clone(), self.inner.workers.clone());
+        Ok(Function::new(name.to_string(), spec, selector, arn, store, registry, workers))
     }
 
     /// Creates or replaces a function. Returns `false` when the stored declaration was already
     /// this one (the running function is kept, warm).
     pub async fn put(&self, name: &str, spec: FunctionSpec, actor: &str) -> Result<bool, FunctionsError> {
-        let function = self.build(name, spec.clone())?;
+        let function = Arc::new(self.build(name, spec.clone())?);
+        let _one_at_a_time = self.inner.put_lock.lock().await;
         if spec.default
             && let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name)
         {
@@ -121,21 +143,26 @@ impl Functions {
         }
         let changed = self.inner.db.put_spec(KIND, name, &spec, clock::now_ms(), actor).await?;
         if changed || self.get(name).is_none() {
-            let mut table = HashMap::clone(&self.inner.table.load());
-            table.insert(name.to_string(), Arc::new(function));
-            self.inner.table.store(Arc::new(table));
+            self.inner.table.rcu(|table| {
+                let mut table = HashMap::clone(table);
+                table.insert(name.to_string(), function.clone());
+                table
+            });
         }
         Ok(changed)
     }
 
     /// Removes a function.
     pub async fn delete(&self, name: &str) -> Result<(), FunctionsError> {
+        let _one_at_a_time = self.inner.put_lock.lock().await;
         if !self.inner.db.delete_spec(KIND, name).await? {
             return Err(FunctionsError::NotFound(name.to_string()));
         }
-        let mut table = HashMap::clone(&self.inner.table.load());
-        table.remove(name);
-        self.inner.table.store(Arc::new(table));
+        self.inner.table.rcu(|table| {
+            let mut table = HashMap::clone(table);
+            table.remove(name);
+            table
+        });
         Ok(())
     }
 
@@ -209,7 +236,7 @@ impl Functions {
         use metrics::{family, label};
         let all = self.list();
         type Counter = (&'static str, &'static str, fn(&Function) -> u64);
-        let counters: [Counter; 4] = [
+        let counters: [Counter; 5] = [
             ("nimbus_function_invocations_total", "Invocations, including errors and throttles.", |f| {
                 f.metrics.invocations.load(Ordering::Relaxed)
             }),
@@ -218,6 +245,9 @@ impl Functions {
             }),
             ("nimbus_function_throttles_total", "Invocations refused over max_concurrency.", |f| {
                 f.metrics.throttles.load(Ordering::Relaxed)
+            }),
+            ("nimbus_function_timeouts_total", "Invocations stopped at their timeout or the caller's deadline.", |f| {
+                f.metrics.timeouts.load(Ordering::Relaxed)
             }),
             ("nimbus_function_cold_starts_total", "Invocations that loaded the model first.", |f| {
                 f.metrics.cold_starts.load(Ordering::Relaxed)

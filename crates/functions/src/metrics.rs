@@ -47,6 +47,8 @@ pub struct FunctionMetrics {
     pub invocations: AtomicU64,
     pub errors: AtomicU64,
     pub throttles: AtomicU64,
+    /// Invocations stopped at their timeout or their caller's deadline.
+    pub timeouts: AtomicU64,
     pub cold_starts: AtomicU64,
     pub duration: Histogram,
 }

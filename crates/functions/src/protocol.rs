@@ -1,9 +1,10 @@
 //! A model function's answer to a prediction request body: the request formats of
 //! [`nimbus_ml::protocols`] in, `{"predictions": […]}` out, or 400 with `{"error": …}` naming
-//! the instance and field at fault.
+//! the instance and field at fault (413 when the answer would pass 6 MiB).
+
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
-use nimbus_ml::instances;
 use nimbus_ml::protocols;
 use serde_json::json;
 
@@ -43,51 +44,27 @@ pub enum Protocol {
     Infer { model: String, version: Option<i64> },
 }
 
-/// Answers a request body with the loaded model.
-pub fn answer(loaded: &Loaded, protocol: &Protocol, content_type: Option<&str>, body: &[u8]) -> Answer {
-    match protocol {
-        Protocol::Predict => predict(loaded, content_type, body),
-        Protocol::Infer { model, version } => infer(loaded, model, *version, body),
-    }
-}
-
-fn infer(loaded: &Loaded, model: &str, version: Option<i64>, body: &[u8]) -> Answer {
-    if let Some(v) = version.filter(|v| *v != loaded.version) {
-        return Answer::json(
-            404,
-            &json!({ "error": format!("model {model} serves version {}, not version {v}", loaded.version) }),
-        );
-    }
-    let request = match protocols::parse_infer(body, &loaded.fields) {
-        Ok(r) => r,
-        Err(e) => return Answer::bad_request(e),
+/// Answers a request body with the loaded model; `cancel`, once set, stops the work at its
+/// next chunk of rows.
+pub fn answer(
+    loaded: &Loaded,
+    protocol: &Protocol,
+    content_type: Option<&str>,
+    body: &[u8],
+    cancel: Option<&AtomicBool>,
+) -> Answer {
+    let result = match protocol {
+        Protocol::Predict => protocols::answer(&loaded.predictor, content_type, body, cancel),
+        Protocol::Infer { model, version } => {
+            if let Some(v) = version.filter(|v| *v != loaded.version) {
+                let message = format!("model {model} serves version {}, not version {v}", loaded.version);
+                return Answer::json(404, &json!({ "error": message }));
+            }
+            protocols::answer_infer(&loaded.predictor, model, &loaded.version.to_string(), body, cancel)
+        }
     };
-    match loaded.predictor.predict_records(&request.records) {
-        Ok(preds) => Answer::json(
-            200,
-            &protocols::render_infer(model, &loaded.version.to_string(), request.id.as_deref(), &preds),
-        ),
-        Err(e) => Answer::bad_request(e),
-    }
-}
-
-fn predict(loaded: &Loaded, content_type: Option<&str>, body: &[u8]) -> Answer {
-    let csv =
-        content_type.is_some_and(|ct| ct.trim_start().get(..8).is_some_and(|t| t.eq_ignore_ascii_case("text/csv")));
-    // The seeds' `{"instances": [{…}]}` decodes straight into the feature matrix.
-    if !csv && let Some(d) = instances::decode(body, loaded.predictor.preprocessor()) {
-        let mut out = Vec::with_capacity(16 + d.rows * if d.return_probabilities { 48 } else { 2 });
-        return match loaded.predictor.write_predictions(&d.x, d.return_probabilities, &mut out) {
-            Ok(()) => Answer { status: 200, content_type: "application/json", body: Bytes::from(out) },
-            Err(e) => Answer::bad_request(e),
-        };
-    }
-    let request = match protocols::parse_request(content_type, body, &loaded.fields) {
-        Ok(r) => r,
-        Err(e) => return Answer::bad_request(e),
-    };
-    match loaded.predictor.predict_records(&request.records) {
-        Ok(preds) => Answer::json(200, &protocols::render(request.format, &preds, request.return_probabilities)),
-        Err(e) => Answer::bad_request(e),
+    match result {
+        Ok(body) => Answer { status: 200, content_type: "application/json", body: Bytes::from(body) },
+        Err(e) => Answer::json(e.status(), &json!({ "error": e.message })),
     }
 }

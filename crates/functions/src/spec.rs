@@ -90,12 +90,23 @@ impl FunctionSpec {
         if !(self.timeout_s > 0.0 && self.timeout_s <= 900.0) {
             return Err(format!("timeout_s: must be more than 0 and at most 900 seconds, got {}", self.timeout_s));
         }
-        if self.max_concurrency == 0 {
-            return Err("max_concurrency: must be at least 1".into());
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(format!("max_concurrency: must be from 1 to {MAX_CONCURRENCY}, got {}", self.max_concurrency));
+        }
+        if self.idle_s > MAX_IDLE_S {
+            return Err(format!(
+                "idle_s: must be at most {MAX_IDLE_S} (30 days; 0 keeps the model loaded), got {}",
+                self.idle_s
+            ));
         }
         Ok(selector)
     }
 }
+
+/// Most concurrent invocations of one function.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+/// Longest `idle_s`: 30 days.
+pub const MAX_IDLE_S: u64 = 30 * 24 * 3600;
 
 #[cfg(test)]
 mod tests {
@@ -124,6 +135,14 @@ mod tests {
         assert!(e.starts_with("timeout_s:"), "{e}");
         let e = spec(serde_json::json!({"kind": "model", "model_group": "t", "memroy_mb": 1})).unwrap_err();
         assert!(e.contains("unknown field `memroy_mb`"), "{e}");
+        for (field, value) in [("idle_s", serde_json::json!(u64::MAX)), ("max_concurrency", serde_json::json!(0))] {
+            let mut v = serde_json::json!({"kind": "model", "model_group": "t"});
+            v[field] = value;
+            let e = spec(v).unwrap().validate("p").unwrap_err();
+            assert!(e.starts_with(&format!("{field}: must be")), "{e}");
+        }
+        let e = spec(serde_json::json!({"kind": "model", "model_group": "t", "idle_s": -1})).unwrap_err();
+        assert!(e.contains("idle_s") || e.contains("invalid value"), "{e}");
         let e = spec(serde_json::json!({"kind": "lambda"})).unwrap_err();
         assert!(e.contains("unknown variant `lambda`"), "{e}");
     }

@@ -12,6 +12,8 @@
 
 pub mod router;
 pub mod spec;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -24,7 +26,7 @@ use arc_swap::ArcSwap;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use nimbus_core::clock;
-use nimbus_functions::{Answer, Functions, InvokeError};
+use nimbus_functions::{Answer, Call, Functions, InvokeError};
 use nimbus_meta::Db;
 use serde_json::json;
 
@@ -63,6 +65,9 @@ struct Inner {
     db: Db,
     functions: Functions,
     table: ArcSwap<Table>,
+    /// Held by every create, replace and delete: the host check, the stored declaration and
+    /// the table change as one step.
+    put_lock: tokio::sync::Mutex<()>,
     /// Requests that matched no API or stage.
     unmatched: AtomicU64,
 }
@@ -99,7 +104,13 @@ impl Gateway {
             }
         }
         let inner =
-            Inner { db, functions, table: ArcSwap::from_pointee(compile_table(apis)), unmatched: AtomicU64::new(0) };
+            Inner {
+            db,
+            functions,
+            table: ArcSwap::from_pointee(compile_table(apis)),
+            put_lock: tokio::sync::Mutex::new(()),
+            unmatched: AtomicU64::new(0),
+        };
         Ok(Gateway { inner: Arc::new(inner) })
     }
 
@@ -114,24 +125,39 @@ impl Gateway {
                 )));
             }
         }
-        let compiled = CompiledApi::compile(name, spec.clone()).map_err(invalid)?;
+        let compiled = Arc::new(CompiledApi::compile(name, spec.clone()).map_err(invalid)?);
+        let _one_at_a_time = self.inner.put_lock.lock().await;
+        for host in &spec.hosts {
+            if let Some(other) = self.inner.table.load().hosts.get(&host.to_ascii_lowercase()).filter(|a| a.name != name) {
+                return Err(invalid(format!(
+                    "hosts: {host:?} is already claimed by api {}; a host name belongs to one API, so remove it from \
+                     one of api {} and api {name}",
+                    other.name, other.name
+                )));
+            }
+        }
         let changed = self.inner.db.put_spec(KIND, name, &spec, clock::now_ms(), actor).await?;
         if changed || self.get(name).is_none() {
-            let mut apis = self.inner.table.load().apis.clone();
-            apis.insert(name.to_string(), Arc::new(compiled));
-            self.inner.table.store(Arc::new(compile_table(apis)));
+            self.inner.table.rcu(|table| {
+                let mut apis = table.apis.clone();
+                apis.insert(name.to_string(), compiled.clone());
+                compile_table(apis)
+            });
         }
         Ok(changed)
     }
 
     /// Removes an API.
     pub async fn delete(&self, name: &str) -> Result<(), GatewayError> {
+        let _one_at_a_time = self.inner.put_lock.lock().await;
         if !self.inner.db.delete_spec(KIND, name).await? {
             return Err(GatewayError::NotFound(name.to_string()));
         }
-        let mut apis = self.inner.table.load().apis.clone();
-        apis.remove(name);
-        self.inner.table.store(Arc::new(compile_table(apis)));
+        self.inner.table.rcu(|table| {
+            let mut apis = table.apis.clone();
+            apis.remove(name);
+            compile_table(apis)
+        });
         Ok(())
     }
 
@@ -215,24 +241,30 @@ impl Gateway {
         };
         let route = &api.routes[matched.route];
         let answer = match to_bytes(body, MAX_BODY_BYTES).await {
+            Err(e) if nimbus_core::timeouts::is_body_timeout(&e) => message(408, "Request Timeout"),
             Err(_) => message(413, "Request Entity Too Large"),
-            Ok(body) => self.integrate(&route.function, &parts.headers, &body).await,
+            Ok(body) => {
+                let call = Call { request_id: request_id.clone(), deadline: Some(started + MAX_INTEGRATION_TIMEOUT) };
+                self.integrate(&route.function, &call, &parts.headers, &body).await
+            }
         };
         api.count(matched.route, stage, answer.status);
         self.access(&api, stage, &route.key, &parts, peer, &request_id, answer.status, answer.body.len(), started);
         finish(&request_id, answer)
     }
 
-    /// Calls a route's function and maps its failures to API Gateway's answers.
-    async fn integrate(&self, function: &str, headers: &HeaderMap, body: &[u8]) -> Answer {
+    /// Calls a route's function and maps its failures to API Gateway's answers. The function
+    /// stops at the call's deadline itself (writing its REPORT); the outer limit is a backstop.
+    async fn integrate(&self, function: &str, call: &Call, headers: &HeaderMap, body: &[u8]) -> Answer {
         let Some(f) = self.inner.functions.get(function) else {
             tracing::error!(function, "route integration names a function that does not exist");
             return message(500, "Internal Server Error");
         };
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        match tokio::time::timeout(MAX_INTEGRATION_TIMEOUT, f.invoke(content_type, body)).await {
+        let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
+        match tokio::time::timeout(backstop, f.invoke(call, content_type, body)).await {
             Ok(Ok(invocation)) => invocation.answer,
-            Ok(Err(InvokeError::Throttled { .. })) => message(429, "Too Many Requests"),
+            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => message(429, "Too Many Requests"),
             Ok(Err(InvokeError::Timeout(_))) | Err(_) => message(504, "Endpoint request timed out"),
             Ok(Err(InvokeError::Unavailable(reason))) => {
                 tracing::warn!(function, "integration failed: {reason}");

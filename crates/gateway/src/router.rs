@@ -79,7 +79,14 @@ impl CompiledApi {
     /// The route for `method` and `path` (the part after the stage): an exact-method route,
     /// then an `ANY` route, then `$default`.
     pub fn find(&self, method: &str, path: &str) -> Option<Matched> {
-        let hit = self.by_method.get(method).and_then(|t| t.at(path).ok()).or_else(|| self.any.at(path).ok());
+        // matchit 0.8.4 (the version axum pins) lets `{id}` match an empty segment when more
+        // path follows (`/{id}/x` matches `//x`); a path parameter is never empty.
+        let hit = self
+            .by_method
+            .get(method)
+            .and_then(|t| t.at(path).ok())
+            .filter(|m| m.params.iter().all(|(_, v)| !v.is_empty()))
+            .or_else(|| self.any.at(path).ok().filter(|m| m.params.iter().all(|(_, v)| !v.is_empty())));
         match hit {
             Some(m) => Some(Matched {
                 route: *m.value,

@@ -9,6 +9,8 @@ pub mod credentials;
 pub mod crypto;
 mod keys;
 pub mod sigv4;
+#[cfg(test)]
+mod proptests;
 
 pub use keys::{Iam, NewAccessKey, Prepared, Principal};
 

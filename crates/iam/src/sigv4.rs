@@ -8,7 +8,7 @@
 //! canonicalisation below, which the published AWS test-suite vectors check.
 
 use hmac::{Hmac, Mac};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, PrimitiveDateTime, macros::format_description};
 
@@ -540,9 +540,16 @@ pub fn canonical_query(query: &str) -> String {
 }
 
 fn canonical_query_without(query: &str, skip: Option<&str>) -> String {
-    let mut pairs: Vec<(String, String)> = query_pairs(query)
-        .filter(|(k, _)| Some(k.as_str()) != skip)
-        .map(|(k, v)| (utf8_percent_encode(&k, ENCODE).to_string(), utf8_percent_encode(&v, ENCODE).to_string()))
+    // Names and values are decoded to bytes and re-encoded, never through text: a lossy UTF-8
+    // decoding turns every invalid sequence into the same U+FFFD, so `a=%80` and `a=%A0` would
+    // share one signature.
+    let encode = |s: &str| percent_encode(&percent_decode_str(s).collect::<Vec<u8>>(), ENCODE).to_string();
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .filter(|(k, _)| skip.is_none_or(|skip| !percent_decode_str(k).eq(skip.bytes())))
+        .map(|(k, v)| (encode(k), encode(v)))
         .collect();
     pairs.sort();
     pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
@@ -655,6 +662,16 @@ mod tests {
         for path in ["/objects/a//b", "/objects/x/../a/b", "/objects/./a", "objects", "/a/.."] {
             assert!(!is_normalized(path), "{path}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_query_is_signed_byte_for_byte() {
+        // Found by `proptests`: through lossy UTF-8, `%80` and `%A0` were both U+FFFD.
+        let now = at("20260101T000000Z");
+        let h = signed_get("/x", "a=_%80", now);
+        assert_eq!(verify_get("/x", "a=_%80", &h, now), Ok(()));
+        assert_eq!(verify_get("/x", "a=_%A0", &h, now), Err(SigError::Mismatch));
+        assert_eq!(canonical_query("a=%80&b=%C3%A9"), "a=%80&b=%C3%A9");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use hessboost::prelude::{BoostedModel, ModelFormat};
 use nimbus_core::schema::{Field, FieldType, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::MlError;
 use crate::preprocess::Preprocessor;
@@ -51,8 +52,9 @@ pub struct ModelPart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
     pub preprocessing: Preprocessor,
-    /// The trees, as an XGBoost JSON model document.
-    pub booster: Value,
+    /// The trees, as an XGBoost JSON model document, kept as its text: a cold start hands it
+    /// to the tree decoder as is, without building a JSON tree of every node first.
+    pub booster: Box<RawValue>,
 }
 
 impl Bundle {
@@ -67,8 +69,8 @@ impl Bundle {
         parameters: BTreeMap<String, Value>,
     ) -> Result<Bundle, MlError> {
         let bytes = booster.encode(ModelFormat::XgboostJson)?;
-        let booster: Value =
-            serde_json::from_slice(&bytes).map_err(|e| MlError::Bundle(format!("booster JSON: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|e| MlError::Bundle(format!("booster JSON: {e}")))?;
+        let booster = RawValue::from_string(text).map_err(|e| MlError::Bundle(format!("booster JSON: {e}")))?;
         let output_kind = match Task::of_objective(objective)? {
             Task::Regression => {
                 Field { name: target.to_string(), kind: FieldType::Float, categories: None, nullable: false }
@@ -117,7 +119,6 @@ impl Bundle {
 
     /// Decodes the trees.
     pub fn booster(&self) -> Result<BoostedModel, MlError> {
-        let bytes = serde_json::to_vec(&self.model.booster).expect("JSON values serialise");
-        Ok(BoostedModel::decode(bytes, ModelFormat::XgboostJson)?)
+        Ok(BoostedModel::decode(self.model.booster.get().as_bytes(), ModelFormat::XgboostJson)?)
     }
 }

@@ -1,6 +1,6 @@
 //! The fast path for the most common request, the seeds' `{"instances": [{…}, …]}` (with an
-//! optional `"return_probabilities"`): scanned straight from the body bytes into the encoded
-//! feature matrix, without building a JSON tree or copying a string.
+//! optional `"return_probabilities"`): scanned straight from the body bytes into encoded rows
+//! of a [`Batch`], without building a JSON tree or copying a string.
 //!
 //! The scanner is deliberately narrow: objects of plain values in one list. Anything else — a
 //! string with an escape, a nested value, another top-level key, an unknown field, a value of
@@ -9,9 +9,41 @@
 //! the errors. Both paths encode through [`Preprocessor::encode_scalar`], so they cannot
 //! disagree.
 
-use crate::preprocess::{Preprocessor, Scalar};
+use std::sync::atomic::AtomicBool;
 
-/// A decoded `{"instances": […]}` body.
+use crate::batch::{Batch, Form, Matrix, RowSink};
+use crate::predict::Predictor;
+use crate::preprocess::{Preprocessor, Scalar};
+use crate::protocols::ProtocolError;
+
+/// Answers the seeds' body with `predictor`, rows predicted a chunk at a time (see
+/// [`crate::batch`]); `None` when the general path must handle the body. A refusal of the batch
+/// itself (cancelled, answer too large) is `Some(Err)`.
+pub fn answer(body: &[u8], predictor: &Predictor, cancel: Option<&AtomicBool>) -> Option<Result<Vec<u8>, ProtocolError>> {
+    let pre = predictor.preprocessor();
+    let mut batch = Batch::new(predictor, Form::Predict, false, cancel);
+    let mut failed = None;
+    let asked = scan(body, pre, &mut batch, &mut failed);
+    if let Some(e) = failed {
+        return Some(Err(e));
+    }
+    match asked? {
+        Asked::Probabilities { collected: false } => {
+            // Asked for after the rows: once more, collecting them.
+            let mut batch = Batch::new(predictor, Form::Predict, true, cancel);
+            let mut failed = None;
+            scan(body, pre, &mut batch, &mut failed);
+            match failed {
+                Some(e) => Some(Err(e)),
+                None => Some(batch.finish(true)),
+            }
+        }
+        Asked::Probabilities { collected: true } => Some(batch.finish(true)),
+        Asked::Predictions => Some(batch.finish(false)),
+    }
+}
+
+/// A decoded `{"instances": […]}` body, every row kept (for tests and tools).
 #[derive(Debug, PartialEq)]
 pub struct Decoded {
     /// Row-major encoded features, `rows × width`.
@@ -20,10 +52,31 @@ pub struct Decoded {
     pub return_probabilities: bool,
 }
 
-/// Decodes the seeds' body, or `None` when the general path must handle it.
+/// Decodes the seeds' body into one matrix, or `None` when the general path must handle it.
 pub fn decode(body: &[u8], pre: &Preprocessor) -> Option<Decoded> {
+    let mut m = Matrix::new(pre);
+    let asked = scan(body, pre, &mut m, &mut None)?;
+    let return_probabilities = matches!(asked, Asked::Probabilities { .. });
+    Some(Decoded { x: m.x, rows: m.rows, return_probabilities })
+}
+
+/// What the body asked for.
+enum Asked {
+    Predictions,
+    /// With probabilities; `collected` when the sink was told before its first row.
+    Probabilities { collected: bool },
+}
+
+/// Scans the body into `sink`; `None` for the general path (or, with `failed` set, when the
+/// sink refused).
+fn scan<S: RowSink + WantsProbabilities>(
+    body: &[u8],
+    pre: &Preprocessor,
+    sink: &mut S,
+    failed: &mut Option<ProtocolError>,
+) -> Option<Asked> {
     let mut s = Scan { b: body, i: 0 };
-    let mut out = Decoded { x: Vec::new(), rows: 0, return_probabilities: false };
+    let mut asked = Asked::Predictions;
     let mut seen_instances = false;
     s.eat(b'{')?;
     loop {
@@ -31,12 +84,13 @@ pub fn decode(body: &[u8], pre: &Preprocessor) -> Option<Decoded> {
             b"instances" if !seen_instances => {
                 seen_instances = true;
                 s.eat(b':')?;
-                rows(&mut s, pre, &mut out)?;
+                rows(&mut s, pre, sink, failed)?;
             }
             b"return_probabilities" => {
                 s.eat(b':')?;
-                out.return_probabilities = match s.value()? {
-                    Value::Bool(b) => b,
+                asked = match s.value()? {
+                    Value::Bool(true) => Asked::Probabilities { collected: sink.want_probabilities() },
+                    Value::Bool(false) => Asked::Predictions,
                     _ => return None,
                 };
             }
@@ -48,19 +102,40 @@ pub fn decode(body: &[u8], pre: &Preprocessor) -> Option<Decoded> {
     }
     s.eat(b'}')?;
     s.ws();
-    (s.i == s.b.len() && seen_instances && out.rows > 0).then_some(out)
+    (s.i == s.b.len() && seen_instances && sink.rows() > 0).then_some(asked)
 }
 
-fn rows(s: &mut Scan<'_>, pre: &Preprocessor, out: &mut Decoded) -> Option<()> {
-    let width = pre.width();
+/// A sink that can be told, before its first row, that probabilities are wanted; returns
+/// whether it will collect them.
+trait WantsProbabilities {
+    fn want_probabilities(&mut self) -> bool;
+}
+
+impl WantsProbabilities for Batch<'_> {
+    fn want_probabilities(&mut self) -> bool {
+        self.collect_probabilities()
+    }
+}
+
+impl WantsProbabilities for Matrix {
+    fn want_probabilities(&mut self) -> bool {
+        true
+    }
+}
+
+fn rows(s: &mut Scan<'_>, pre: &Preprocessor, sink: &mut dyn RowSink, failed: &mut Option<ProtocolError>) -> Option<()> {
     s.eat(b'[')?;
     if s.eat(b']').is_some() {
         return Some(());
     }
     loop {
-        let index = out.rows;
-        out.x.resize((index + 1) * width, f32::NAN);
-        let row = &mut out.x[index * width..];
+        let (index, row) = match sink.next_row() {
+            Ok(r) => r,
+            Err(e) => {
+                *failed = Some(e);
+                return None;
+            }
+        };
         s.eat(b'{')?;
         if s.eat(b'}').is_none() {
             // Clients send the fields in the model's order more often than not: try the
@@ -87,7 +162,6 @@ fn rows(s: &mut Scan<'_>, pre: &Preprocessor, out: &mut Decoded) -> Option<()> {
             }
             s.eat(b'}')?;
         }
-        out.rows += 1;
         if s.eat(b',').is_none() {
             break;
         }

@@ -13,6 +13,7 @@
 //! - [`predict`]: the predictor that applies preprocessing and evaluates the trees.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod bundle;
 pub mod instances;
 pub mod metrics;
@@ -21,6 +22,8 @@ pub mod plots;
 pub mod predict;
 pub mod preprocess;
 pub mod protocols;
+#[cfg(test)]
+mod proptests;
 pub mod table;
 pub mod train;
 pub mod xgboost;

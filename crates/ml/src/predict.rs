@@ -26,9 +26,9 @@ pub struct Prediction {
 pub struct Predictor {
     pre: Preprocessor,
     booster: BoostedModel,
-    task: Task,
+    pub(crate) task: Task,
     /// The answer for each class index: the label as the target had it.
-    labels: Vec<Value>,
+    pub(crate) labels: Vec<Value>,
 }
 
 impl Predictor {
@@ -86,54 +86,6 @@ impl Predictor {
     /// Predicts JSON records (objects of raw feature values).
     pub fn predict_records(&self, records: &[Value]) -> Result<Vec<Prediction>, MlError> {
         self.predict_encoded(&self.encode_records(records)?)
-    }
-
-    /// The seeds' response, `{"predictions": [...]}` (with `"probabilities"` when asked),
-    /// written straight into `out`: byte for byte what [`crate::protocols::render`] gives for
-    /// [`Self::predict_encoded`], without a value per row.
-    pub fn write_predictions(&self, x: &[f32], probabilities: bool, out: &mut Vec<u8>) -> Result<(), MlError> {
-        let raw = self.predict_matrix(x)?;
-        let width = match self.task {
-            Task::Binary | Task::Regression => 1,
-            Task::Multiclass { num_class } => num_class,
-        };
-        let write = |out: &mut Vec<u8>, v: &Value| serde_json::to_writer(out, v).expect("writing to a Vec");
-        out.extend_from_slice(b"{\"predictions\":[");
-        for (i, row) in raw.chunks(width).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            match self.task {
-                Task::Binary => write(out, &self.labels[(row[0] > 0.5) as usize]),
-                Task::Multiclass { .. } => write(out, &self.labels[argmax(row)]),
-                Task::Regression => write(out, &serde_json::json!(row[0])),
-            }
-        }
-        out.push(b']');
-        if probabilities && self.task != Task::Regression && !raw.is_empty() {
-            out.extend_from_slice(b",\"probabilities\":[");
-            for (i, row) in raw.chunks(width).enumerate() {
-                out.extend_from_slice(if i > 0 { b",[" } else { b"[" });
-                let mut cell = |j: usize, p: f32| {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    serde_json::to_writer(&mut *out, &f64::from(p)).expect("writing to a Vec");
-                };
-                if self.task == Task::Binary {
-                    cell(0, 1.0 - row[0]);
-                    cell(1, row[0]);
-                } else {
-                    for (j, &p) in row.iter().enumerate() {
-                        cell(j, p);
-                    }
-                }
-                out.push(b']');
-            }
-            out.push(b']');
-        }
-        out.push(b'}');
-        Ok(())
     }
 
     /// Predictions for an encoded matrix: class labels and probabilities, or values.

@@ -15,7 +15,7 @@ use crate::preprocess::Preprocessor;
 use crate::table::{ColumnData, Table, format_number};
 
 /// What a model predicts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Task {
     /// `binary:logistic`: the probability of the second class.
     Binary,

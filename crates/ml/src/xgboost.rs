@@ -197,7 +197,24 @@ fn preprocessing(learner: &Value, names: &[String], options: &ImportOptions) -> 
             }
         };
         let kind = match options.categories.get(name) {
-            Some(labels) => FeatureKind::Labelled { labels: labels.clone(), categorical },
+            Some(labels) => {
+                // The model's own categories decide the codes; a list that disagrees would
+                // silently turn some of them into "missing".
+                if let Some(Ok(Some(own))) = saved.get(j).map(column_categories)
+                    && own != *labels
+                {
+                    return Err(option_error(
+                        &format!("categories.{name}"),
+                        format!(
+                            "lists {} but the model saved its own categories {}; leave the option out to use the \
+                             model's, or give exactly those in that order",
+                            labels.join(","),
+                            own.join(",")
+                        ),
+                    ));
+                }
+                FeatureKind::Labelled { labels: labels.clone(), categorical }
+            }
             None if categorical => match saved.get(j).map(column_categories).transpose() {
                 Ok(Some(Some(categories))) => FeatureKind::Categorical { categories },
                 Ok(_) => FeatureKind::Labelled { labels: Vec::new(), categorical },
@@ -349,7 +366,8 @@ pub fn bundle_to_xgboost_json(bundle: &Bundle) -> Result<Vec<u8>, MlError> {
             pre.width()
         )));
     }
-    let mut doc = bundle.model.booster.clone();
+    let mut doc: Value = serde_json::from_str(bundle.model.booster.get())
+        .map_err(|e| MlError::Bundle(format!("model.booster: {e}")))?;
     let learner = doc
         .get_mut("learner")
         .and_then(Value::as_object_mut)

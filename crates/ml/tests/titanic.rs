@@ -77,14 +77,53 @@ fn titanic_reaches_the_promised_auc_and_the_bundle_predicts_exactly_as_trained()
         })
         .collect();
     let preds = predictor.predict_records(&records).unwrap();
-    // The fast response writer says byte for byte what the general renderer says.
+    // Every request form answers what predict_records says, across chunk boundaries.
     for probabilities in [false, true] {
-        let mut fast = Vec::new();
-        predictor.write_predictions(&x_test, probabilities, &mut fast).unwrap();
-        let general =
-            nimbus_ml::protocols::render(nimbus_ml::protocols::RequestFormat::Instances, &preds, probabilities);
-        assert_eq!(String::from_utf8(fast).unwrap(), general.to_string());
+        for copies in [1, 15] {
+            let records: Vec<Value> = records.iter().cycle().take(records.len() * copies).cloned().collect();
+            let preds = predictor.predict_records(&records).unwrap();
+            let expected = expected_answer(&preds, probabilities);
+            let fast = json!({"instances": records, "return_probabilities": probabilities}).to_string();
+            let late_flag = format!(r#"{{"return_probabilities":{probabilities},"instances":{}}}"#, json!(records));
+            let general = json!({"dataframe_records": records, "return_probabilities": probabilities}).to_string();
+            for body in [fast, late_flag, general] {
+                let got = nimbus_ml::protocols::answer(&predictor, None, body.as_bytes(), None).unwrap();
+                assert_eq!(String::from_utf8(got).unwrap(), expected.to_string(), "{} rows", records.len());
+            }
+        }
     }
+    // The inference protocol says the same, typed.
+    let columns: Vec<Value> = FEATURES
+        .iter()
+        .map(|f| {
+            let data: Vec<Value> = records.iter().map(|r| r[*f].clone()).collect();
+            json!({"name": f, "shape": [records.len()], "datatype": "BYTES", "data": data})
+        })
+        .collect();
+    let body = json!({"id": "r1", "inputs": columns}).to_string();
+    let got = nimbus_ml::protocols::answer_infer(&predictor, "titanic", "3", body.as_bytes(), None).unwrap();
+    let got: Value = serde_json::from_slice(&got).unwrap();
+    let n = records.len();
+    let labels: Vec<Value> = preds.iter().map(|p| p.value.clone()).collect();
+    let proba: Vec<f64> = preds.iter().flat_map(|p| p.probabilities.clone().unwrap()).map(f64::from).collect();
+    assert_eq!(
+        got,
+        json!({"model_name": "titanic", "model_version": "3", "id": "r1", "outputs": [
+            {"name": "predict", "shape": [n], "datatype": "INT64", "data": labels},
+            {"name": "predict_proba", "shape": [n, 2], "datatype": "FP32", "data": proba}]})
+    );
+    // A cancelled batch stops at its next chunk; an answer over the limit is refused with 413.
+    let many: Vec<Value> = records.iter().cycle().take(5000).cloned().collect();
+    let body = json!({"dataframe_records": many}).to_string();
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let e = nimbus_ml::protocols::answer(&predictor, None, body.as_bytes(), Some(&stop)).unwrap_err();
+    assert_eq!(e.status(), 504, "{e}");
+    use nimbus_ml::batch::{Batch, Form};
+    let request = nimbus_ml::protocols::read_request(None, body.as_bytes()).unwrap();
+    let mut batch = Batch::new(&predictor, Form::Predict, false, None).with_answer_limit(1000);
+    let e = request.decode(predictor.preprocessor(), &mut batch).and_then(|()| batch.finish(false)).unwrap_err();
+    assert_eq!(e.status(), 413, "{e}");
+    assert!(e.message.contains("send fewer instances per request"), "{e}");
     for (p, expected) in preds.iter().zip(&probs) {
         assert_eq!(p.probabilities.as_ref().unwrap()[1], *expected);
         assert_eq!(p.value, json!((*expected > 0.5) as i64));
@@ -99,6 +138,17 @@ fn titanic_reaches_the_promised_auc_and_the_bundle_predicts_exactly_as_trained()
     let out = predictor.predict_records(&sample).unwrap();
     assert_eq!(out[0].value, json!(0), "a 22-year-old man in third class");
     assert_eq!(out[2].value, json!(1), "a 38-year-old woman in first class");
+}
+
+/// `{"predictions": […]}` (and `"probabilities"`) as the predictions say.
+fn expected_answer(preds: &[nimbus_ml::predict::Prediction], probabilities: bool) -> Value {
+    let mut v = json!({"predictions": preds.iter().map(|p| p.value.clone()).collect::<Vec<_>>()});
+    if probabilities {
+        let rows: Vec<Vec<f64>> =
+            preds.iter().map(|p| p.probabilities.iter().flatten().map(|&x| f64::from(x)).collect()).collect();
+        v["probabilities"] = json!(rows);
+    }
+    v
 }
 
 #[test]

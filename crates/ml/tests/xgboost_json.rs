@@ -354,4 +354,13 @@ fn a_model_trained_on_pandas_category_columns_imports_with_its_saved_categories(
     let dm = max_diff(&expected["margin"], &predictor.predict_margin_matrix(&x).unwrap());
     println!("pandas categories: max |Δ| probability {dp:.2e}, margin {dm:.2e}");
     assert!(dp <= 1e-6 && dm <= 1e-6, "probabilities differ by {dp}, margins by {dm}");
+
+    // A --category list that disagrees with the saved categories is refused, naming both; the
+    // same list as the model's is accepted.
+    let mut options = ImportOptions::default();
+    options.categories.insert("Sex".into(), strings(&["female", "male"]));
+    let e = bundle_from_xgboost_json(&bytes, &options).unwrap_err().to_string();
+    assert!(e.contains("categories.Sex") && e.contains("female,male") && e.contains("male,female"), "{e}");
+    options.categories.insert("Sex".into(), strings(&["male", "female"]));
+    bundle_from_xgboost_json(&bytes, &options).unwrap();
 }

@@ -47,7 +47,7 @@ fn python_xgboost_reads_our_trees_and_matches_our_auc() {
         Bundle::new(&model, &pre, "binary:logistic", "Survived", y.classes.clone(), BTreeMap::new(), BTreeMap::new())
             .unwrap();
     let model_path = dir.path().join("model.json");
-    std::fs::write(&model_path, serde_json::to_vec(&bundle.model.booster).unwrap()).unwrap();
+    std::fs::write(&model_path, bundle.model.booster.get()).unwrap();
     let types: Vec<&str> =
         pre.feature_types().iter().map(|t| if *t == FeatureType::Categorical { "c" } else { "q" }).collect();
     let input = json!({

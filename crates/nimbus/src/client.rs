@@ -24,6 +24,19 @@ pub fn encode_key(key: &str) -> String {
     encode_segment(key)
 }
 
+/// The admin API path (below `/_nimbus/v1`) of an object. The keys `.` and `..` have none: URL
+/// parsers resolve such a segment even percent-encoded, so the request would name the bucket
+/// instead (the server refuses to store them for the same reason).
+pub fn object_path(bucket: &str, key: &str) -> Result<String, CliError> {
+    if matches!(key, "." | "..") {
+        return Err(CliError::Input(format!(
+            "the object key {key:?} cannot be addressed: URL clients resolve '.' and '..' as path segments even \
+             when percent-encoded; use another key"
+        )));
+    }
+    Ok(format!("/buckets/{}/objects/{}", encode_segment(bucket), encode_key(key)))
+}
+
 /// An answer of the server.
 pub struct Answer {
     pub headers: reqwest::header::HeaderMap,

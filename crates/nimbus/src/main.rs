@@ -11,6 +11,8 @@ mod cli;
 mod client;
 mod commands;
 mod project;
+#[cfg(test)]
+mod proptests;
 
 use std::process::ExitCode;
 

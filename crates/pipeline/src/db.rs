@@ -159,7 +159,7 @@ pub(crate) async fn create_execution(
     Ok(id)
 }
 
-const INTERRUPTED: &str = "interrupted: the server running it stopped";
+pub(crate) const INTERRUPTED: &str = "interrupted: the server running it stopped";
 
 /// What a recovery did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -529,24 +529,60 @@ pub(crate) async fn register_in_step(
     p.registry.registered(registered).await.map_err(|x| e(&x))
 }
 
-/// Records how an execution ended.
-pub(crate) async fn execution_finished(
+/// How the step an execution ended at ended, recorded with the execution's end.
+pub(crate) struct StepEnd<'a> {
+    pub step: &'a str,
+    pub status: &'a str,
+    pub log: &'a str,
+    pub error: Option<&'a str>,
+}
+
+/// Records how an execution that `owner` runs ended (and, with `step`, how the step it ended
+/// at did) in one transaction, only while `owner` still holds it: a server that lost its lease
+/// (the execution was taken over, failed by a recovery or retried elsewhere) must not write
+/// over what the new holder records. `false` when `owner` no longer held it.
+pub(crate) async fn finish_owned(
     db: &Db,
     id: &str,
+    owner: &str,
+    step: Option<StepEnd<'_>>,
     status: &str,
     outcome: &str,
     version: Option<i64>,
-) -> Result<(), PipelineError> {
-    db.write_one(
-        sqlx::query(
-            "UPDATE executions SET status = $1, outcome = $2, registered_version = $3, ended_ms = $4 WHERE id = $5",
-        )
-        .bind(status)
-        .bind(outcome)
-        .bind(version)
-        .bind(clock::now_ms())
-        .bind(id),
+) -> Result<bool, PipelineError> {
+    let now = clock::now_ms();
+    let mut tx = db.write().await?;
+    let held = sqlx::query(
+        "UPDATE executions SET status = $1, outcome = $2, registered_version = $3, ended_ms = $4 \
+         WHERE id = $5 AND owner = $6 AND status = 'Running'",
     )
-    .await?;
-    Ok(())
+    .bind(status)
+    .bind(outcome)
+    .bind(version)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *tx.tx)
+    .await?
+    .rows_affected();
+    if held == 0 {
+        return Ok(false);
+    }
+    if let Some(s) = step {
+        sqlx::query(
+            "UPDATE execution_steps SET status = $1, outputs = $2, log = $3, error = $4, ended_ms = $5, \
+             started_ms = COALESCE(started_ms, $5) WHERE execution_id = $6 AND step = $7",
+        )
+        .bind(s.status)
+        .bind(Value::Null.to_string())
+        .bind(s.log)
+        .bind(s.error)
+        .bind(now)
+        .bind(id)
+        .bind(s.step)
+        .execute(&mut *tx.tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }

@@ -29,7 +29,8 @@ pub async fn run(p: Pipelines, id: String, stop: watch::Receiver<bool>) {
     let heartbeat = tokio::spawn(heartbeat(p.clone(), id.clone()));
     if let Err(e) = run_inner(&p, &id, stop).await {
         tracing::error!(execution = %id, error = %e, "pipeline execution failed to record its state");
-        let _ = db::execution_finished(&p.db, &id, "Failed", &format!("internal error: {e}"), None).await;
+        let outcome = format!("internal error: {e}");
+        let _ = db::finish_owned(&p.db, &id, &p.runner.instance, None, "Failed", &outcome, None).await;
     }
     heartbeat.abort();
 }
@@ -143,23 +144,54 @@ async fn run_inner(p: &Pipelines, id: &str, stop: watch::Receiver<bool>) -> Resu
         (None, Some(reason)) => format!("not registered: {reason}"),
         (None, None) => "finished; no register step ran".to_string(),
     };
-    db::execution_finished(&p.db, id, "Succeeded", &outcome, registered).await
+    finish(p, id, None, "Succeeded", &outcome, registered).await
+}
+
+/// Records the end of the execution, unless this server lost it meanwhile (then whoever holds
+/// it now records its end).
+async fn finish(
+    p: &Pipelines,
+    id: &str,
+    step: Option<db::StepEnd<'_>>,
+    status: &str,
+    outcome: &str,
+    version: Option<i64>,
+) -> Result<(), crate::PipelineError> {
+    if !db::finish_owned(&p.db, id, &p.runner.instance, step, status, outcome, version).await? {
+        tracing::warn!(execution = %id, status, outcome, "not recording the end of an execution this server no longer holds");
+    }
+    Ok(())
 }
 
 async fn fail(p: &Pipelines, id: &str, step: &str, error: &str) -> Result<(), crate::PipelineError> {
     tracing::warn!(execution = %id, step, error, "pipeline step failed");
     let log = p.execution(id).await?.steps.iter().find(|s| s.name == step).map(|s| s.log.clone()).unwrap_or_default();
-    db::step_finished(&p.db, id, step, "Failed", &Value::Null, &log, Some(error)).await?;
-    db::execution_finished(&p.db, id, "Failed", &format!("step {step} failed: {error}"), None).await
+    let end = db::StepEnd { step, status: "Failed", log: &log, error: Some(error) };
+    finish(p, id, Some(end), "Failed", &format!("step {step} failed: {error}"), None).await
 }
 
-/// Ends an execution that was asked to stop, at `step`.
+/// Ends an execution whose stop switch turned, at `step`: `Stopped` when someone asked for it;
+/// otherwise this server is shutting down (`Failed`, interrupted, as after a crash) or lost the
+/// lease (then nothing is recorded here: the execution is no longer this server's).
 async fn stopped(p: &Pipelines, id: &str, step: &str) -> Result<(), crate::PipelineError> {
-    let by = db::stop_requested_by(&p.db, id).await?.unwrap_or_else(|| "the server shutting down".into());
     let log = p.execution(id).await?.steps.iter().find(|s| s.name == step).map(|s| s.log.clone()).unwrap_or_default();
-    db::step_finished(&p.db, id, step, "Failed", &Value::Null, &log, Some(&format!("{STOPPED} by {by}"))).await?;
-    let outcome = format!("{STOPPED} by {by} at step {step}; re-run it with `nimbus pipelines run --retry {id}`");
-    db::execution_finished(&p.db, id, "Stopped", &outcome, None).await
+    match db::stop_requested_by(&p.db, id).await? {
+        Some(by) => {
+            let error = format!("{STOPPED} by {by}");
+            let outcome =
+                format!("{STOPPED} by {by} at step {step}; re-run it with `nimbus pipelines run --retry {id}`");
+            let end = db::StepEnd { step, status: "Failed", log: &log, error: Some(&error) };
+            finish(p, id, Some(end), "Stopped", &outcome, None).await
+        }
+        None => {
+            let reason = format!("{} (it was shut down)", db::INTERRUPTED);
+            let outcome = format!(
+                "{reason} at step {step}; re-run it from the failed step with `nimbus pipelines run --retry {id}`"
+            );
+            let end = db::StepEnd { step, status: "Failed", log: &log, error: Some(&reason) };
+            finish(p, id, Some(end), "Failed", &outcome, None).await
+        }
+    }
 }
 
 fn collect_steps(v: &Value, out: &mut BTreeSet<String>) {

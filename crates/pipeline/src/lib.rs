@@ -155,8 +155,9 @@ impl Pipelines {
         }
     }
 
-    /// Server shutdown: stops every execution running here (killing their commands), gives them
-    /// a moment to record it, and releases their leases so another server can take over.
+    /// Server shutdown: stops every execution running here (killing their commands) and gives
+    /// them a moment to record that they were interrupted (`Failed`, retryable, as after a
+    /// crash); one that cannot record it in time is left to the recovery at the next start.
     pub async fn shutdown(&self) {
         let switches: Vec<_> = self.running.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         for s in &switches {

@@ -230,7 +230,24 @@ pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Va
         return Err(if tail.is_empty() { failure } else { format!("{failure}; last lines: {tail}") });
     }
 
-    let canonical_root = std::fs::canonicalize(root).map_err(io("read", root))?;
+    match collect_outputs(ctx, root, &outputs, &mut lines).await {
+        Ok(out) => Ok(StepResult { outputs: Value::Object(out), log: lines.join("\n") }),
+        Err(e) => {
+            // The command's log is kept with the failure, as for a command that failed itself.
+            let _ = db::step_progress(db, id, step, "failed", &lines.join("\n")).await;
+            Err(e)
+        }
+    }
+}
+
+/// Stores each declared output after the command succeeded; says each in `lines`.
+async fn collect_outputs(
+    ctx: &Context<'_>,
+    root: &Path,
+    outputs: &[(&String, &Value)],
+    lines: &mut Vec<String>,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let canonical_root = std::fs::canonicalize(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
     let mut out = serde_json::Map::new();
     for (name, rel) in outputs {
         let rel = rel.as_str().unwrap_or_default();
@@ -251,9 +268,9 @@ pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Va
         };
         let (uri, size) = save_file(ctx, rel, &path, ct).await?;
         lines.push(format!("output {name}: {rel} ({size} bytes) -> {uri}"));
-        out.insert(name.clone(), json!(uri));
+        out.insert(name.to_string(), json!(uri));
     }
-    Ok(StepResult { outputs: Value::Object(out), log: lines.join("\n") })
+    Ok(out)
 }
 
 #[cfg(test)]

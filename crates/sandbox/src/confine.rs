@@ -1,25 +1,41 @@
-//! The confining helper: `nimbus sandbox-exec [--deny DIR]… [--uid N --gid N] -- PROGRAM ARGS…`.
+//! The confining helper: `nimbus sandbox-exec [--deny DIR]… [--uid N --gid N] [--work-dir DIR]
+//! -- PROGRAM ARGS…`.
 //!
-//! The server starts the helper instead of the command. The helper asks the kernel to kill
-//! it when its parent dies, restricts itself, and `exec`s the command, which keeps every
-//! restriction:
+//! The server starts the helper instead of the command. The helper runs in two parts:
 //!
-//! - `--deny DIR`: Landlock. Landlock rules only ever grant access, so "everything but DIR" is
-//!   written as a grant of full access to every entry of every directory on the way from `/`
-//!   to DIR, except the next step towards DIR. The directories on the way themselves get no
-//!   grant (a command cannot list `/` or create files directly in it; its work directory and
-//!   `TMPDIR` are elsewhere). Symbolic links are not followed into grants. Where the kernel
-//!   has Landlock ABI 6, the command also may not signal processes outside its sandbox (the
-//!   server) nor reach abstract UNIX sockets outside it.
-//! - `--uid N --gid N`: switch to that user (and drop supplementary groups) before the exec.
+//! - The **supervisor** (the process the server started) makes itself the "child subreaper" of
+//!   everything below it, so that a process the command leaves behind (in the background, in a
+//!   new session, or orphaned by a crash of its parent) becomes its child instead of init's and
+//!   cannot slip away. It starts the confined part and waits. When the command ends, or the
+//!   server closes the supervisor's stdin (a timeout, a stop, the server shutting down or
+//!   dying, even by `kill -9`), it kills every process below it, reaps them, and exits with the
+//!   command's status. After a stop it also removes the work directory (`--work-dir`), which a
+//!   dead server could not.
+//! - The **confined part** (`sandbox-exec --inner …`) asks the kernel to kill it when the
+//!   supervisor dies, restricts itself, and `exec`s the command, which keeps every
+//!   restriction:
+//!   - `--deny DIR`: Landlock. Landlock rules only ever grant access, so "everything but DIR"
+//!     is written as a grant of full access to every entry of every directory on the way from
+//!     `/` to DIR, except the next step towards DIR. The directories on the way themselves get
+//!     no grant (a command cannot list `/` or create files directly in it; its work directory
+//!     and `TMPDIR` are elsewhere). Symbolic links are not followed into grants. Where the
+//!     kernel has Landlock ABI 6, the command also may not signal processes outside its
+//!     sandbox (the server, the supervisor) nor reach abstract UNIX sockets outside it.
+//!   - `--uid N --gid N`: switch to that user (and drop supplementary groups) before the exec.
 //!
 //! The helper refuses to run the command when a restriction it was asked for cannot be
 //! enforced: it fails closed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions};
 
 use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
@@ -48,6 +64,10 @@ pub struct Confinement {
     pub deny: Vec<PathBuf>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The command's work directory, removed by the supervisor when the command was stopped.
+    pub work_dir: Option<PathBuf>,
+    /// The confined part (started by the supervisor), rather than the supervisor.
+    pub inner: bool,
     pub argv: Vec<OsString>,
 }
 
@@ -61,6 +81,8 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Confinemen
             Some("--deny") => c.deny.push(PathBuf::from(value("--deny")?)),
             Some("--uid") => c.uid = Some(value("--uid")?.to_string_lossy().parse().map_err(|_| "--uid: a number")?),
             Some("--gid") => c.gid = Some(value("--gid")?.to_string_lossy().parse().map_err(|_| "--gid: a number")?),
+            Some("--work-dir") => c.work_dir = Some(PathBuf::from(value("--work-dir")?)),
+            Some("--inner") => c.inner = true,
             Some("--") => {
                 c.argv = args.collect();
                 break;
@@ -74,14 +96,153 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Confinemen
     Ok(c)
 }
 
-/// Restricts this process as asked and replaces it with the command. Returns only on failure.
+/// Runs the helper: the supervisor, or (with `--inner`) the confined part, which restricts
+/// this process as asked and replaces it with the command. Returns only on failure.
 pub fn exec(c: &Confinement) -> String {
-    // Dies with the server, even when the server is killed without a chance to clean up.
+    if c.inner { confine_and_exec(c) } else { supervise(c) }
+}
+
+/// The arguments that start the confined part with the same confinement.
+fn inner_args(c: &Confinement) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![SUBCOMMAND.into(), "--inner".into()];
+    for d in &c.deny {
+        args.extend(["--deny".into(), d.clone().into_os_string()]);
+    }
+    if let Some(uid) = c.uid {
+        args.extend(["--uid".into(), uid.to_string().into()]);
+    }
+    if let Some(gid) = c.gid {
+        args.extend(["--gid".into(), gid.to_string().into()]);
+    }
+    args.push("--".into());
+    args.extend(c.argv.iter().cloned());
+    args
+}
+
+/// How often the supervisor looks at the command and its stdin.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the supervisor keeps killing what is left before it gives up (a process stuck in
+/// the kernel cannot be killed; the server's own kill of the process group follows).
+const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The supervisor: starts the confined part, waits for it or for the server to close stdin,
+/// then kills and reaps everything below itself, and exits with the command's status.
+fn supervise(c: &Confinement) -> String {
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        return format!("cannot become the subreaper of the command's processes: {e}");
+    }
+    // The server holds the other end of stdin: end of file means stop, whether the server
+    // asked (it closed the pipe) or died (the kernel closed it).
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return format!("cannot find the nimbus binary to confine the command: {e}"),
+    };
+    let child = match std::process::Command::new(exe).args(inner_args(c)).stdin(std::process::Stdio::null()).spawn() {
+        Ok(child) => child,
+        Err(e) => return format!("cannot start the confined command: {e}"),
+    };
+    let command = Pid::from_child(&child);
+    let mut status = None;
+    while status.is_none() && !stop.load(Ordering::SeqCst) {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some((pid, s))) if pid == command => status = Some(s),
+            // An orphan of the command, reparented here, ended: reaped, nothing more.
+            Ok(Some(_)) => continue,
+            Ok(None) => std::thread::sleep(POLL),
+            Err(e) => return format!("lost the command: {e}"),
+        }
+    }
+    end_everything_below();
+    match status {
+        Some(s) => {
+            if let Some(code) = s.exit_status() {
+                std::process::exit(code);
+            }
+            // Die the way the command died, so the server sees the same signal.
+            if let Some(signal) = s.terminating_signal().and_then(Signal::from_named_raw) {
+                let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
+            }
+            std::process::exit(128 + s.terminating_signal().unwrap_or(9));
+        }
+        None => {
+            // Stopped: the server will not collect anything from the work directory, and when
+            // it died nothing else would remove it.
+            if let Some(dir) = &c.work_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+            std::process::exit(137);
+        }
+    }
+}
+
+/// Kills every process below this one and reaps them, until none is left (processes orphaned
+/// while this runs are reparented here, so they are found on the next round).
+fn end_everything_below() {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let deadline = Instant::now() + CLEANUP_LIMIT;
+    loop {
+        for pid in descendants(me) {
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+        loop {
+            match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                // No child left at all: everything below has ended and been reaped.
+                Err(_) => return,
+            }
+        }
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The processes below `root`, from `/proc/*/stat`.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "PID (COMM) STATE PPID …"; COMM may hold spaces and parentheses, so split at the last ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// The confined part: restricts this process as asked and replaces it with the command.
+fn confine_and_exec(c: &Confinement) -> String {
+    // Dies with the supervisor, even when it is killed without a chance to clean up.
     if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
-        return format!("cannot ask to be killed with the server: {e}");
+        return format!("cannot ask to be killed with the supervisor: {e}");
     }
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
-        return "the server is gone".into();
+        return "the supervisor is gone".into();
     }
     if !c.deny.is_empty()
         && let Err(e) = restrict(&c.deny)
@@ -174,9 +335,14 @@ mod tests {
 
     #[test]
     fn parses_what_the_sandbox_passes() {
-        let args = ["--deny", "/d", "--uid", "65534", "--gid", "65534", "--", "sh", "-c", "x"].map(OsString::from);
+        let args = ["--deny", "/d", "--uid", "65534", "--gid", "65534", "--work-dir", "/w", "--", "sh", "-c", "x"]
+            .map(OsString::from);
         let c = parse_args(args).unwrap();
-        assert_eq!((c.deny, c.uid, c.gid, c.argv.len()), (vec![PathBuf::from("/d")], Some(65534), Some(65534), 3));
+        assert_eq!((&c.deny, c.uid, c.gid, c.argv.len()), (&vec![PathBuf::from("/d")], Some(65534), Some(65534), 3));
+        assert_eq!((c.work_dir.as_deref(), c.inner), (Some(Path::new("/w")), false));
+        // The supervisor starts the confined part with the same confinement (and no work dir).
+        let inner = parse_args(inner_args(&c).into_iter().skip(1)).unwrap();
+        assert_eq!(inner, Confinement { work_dir: None, inner: true, ..c });
         assert!(parse_args(["--deny"].map(OsString::from)).is_err());
         assert!(parse_args(["--deny", "/d"].map(OsString::from)).unwrap_err().contains("no command"));
     }

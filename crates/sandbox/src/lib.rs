@@ -9,22 +9,25 @@
 //!   there is none, and commands are refused unless the operator allowed unconfined ones.
 //! - [`Sandbox::run`] starts the child in its own process group, in a work directory outside
 //!   the data directory ([`WorkDir`], removed whatever the outcome), with exactly the
-//!   environment given; it kills the whole group on timeout, on cancel, when the command
-//!   ends (background children die with it) and at [`Sandbox::kill_all`] (server shutdown).
-//!   Output is collected line by line into a bounded [`log::Log`].
+//!   environment given. Every process the command starts ends with it: on timeout, on cancel,
+//!   when the command ends (background children, even ones in a new session, die with it), at
+//!   [`Sandbox::kill_all`] (server shutdown) and when the server dies. Confined commands run
+//!   under a supervising helper ([`confine`]) that is the subreaper of all their processes and
+//!   kills them when the command ends or the server closes its stdin; unconfined ones have
+//!   their process group killed. Output is collected line by line into a bounded [`log::Log`].
 //! - [`names`] validates the names a user gives inputs, outputs and parameters.
 //!
 //! Confinement is applied by the nimbus binary itself, re-executed as
-//! `nimbus sandbox-exec …` ([`confine`]): the helper restricts itself with Landlock (or
-//! switches uid), asks the kernel to kill it when the server dies, and `exec`s the command,
-//! which inherits the restrictions. No `unsafe` code is needed for any of it.
+//! `nimbus sandbox-exec …` ([`confine`]): the supervisor starts a confined part that restricts
+//! itself with Landlock (or switches uid) and `exec`s the command, which inherits the
+//! restrictions. No `unsafe` code is needed for any of it.
 #![forbid(unsafe_code)]
 
 pub mod confine;
 pub mod log;
 pub mod names;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -41,6 +44,9 @@ pub const UNPRIVILEGED_ID: u32 = 65534;
 /// How long output readers may linger after the process group was killed (a descendant
 /// that left the group can hold the pipes open).
 const READER_GRACE: Duration = Duration::from_secs(2);
+/// How long a supervising helper may take to end the command's processes once told to stop,
+/// before its process group is killed outright.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(5);
 
 /// What keeps a child out of the data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +152,9 @@ pub struct Sandbox {
     work_root: PathBuf,
     /// The nimbus binary, re-executed as the confining helper.
     helper: Option<PathBuf>,
-    live: Arc<Mutex<HashSet<i32>>>,
+    /// The process groups running now, with the stdin of their supervisor (closing it tells the
+    /// supervisor to end everything); `None` for unconfined commands, ended by killing the group.
+    live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
 }
 
 impl Sandbox {
@@ -235,6 +243,7 @@ impl Sandbox {
     ) -> Result<Outcome, SandboxError> {
         self.check_usable()?;
         let program = cmd.argv.first().ok_or(SandboxError::EmptyCommand)?;
+        let supervised = self.protection != Protection::Unconfined && self.helper.is_some();
         let mut child = match (&self.protection, &self.helper) {
             (Protection::Unconfined, _) | (_, None) => {
                 let mut c = tokio::process::Command::new(program);
@@ -250,6 +259,10 @@ impl Sandbox {
                 } else {
                     c.arg("--uid").arg(UNPRIVILEGED_ID.to_string()).arg("--gid").arg(UNPRIVILEGED_ID.to_string());
                 }
+                // Only a work directory of ours may be removed by the helper (after a stop).
+                if cmd.cwd.starts_with(&self.work_root) {
+                    c.arg("--work-dir").arg(&cmd.cwd);
+                }
                 c.arg("--").args(&cmd.argv);
                 c
             }
@@ -259,13 +272,16 @@ impl Sandbox {
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&cmd.cwd)
             .process_group(0)
-            .stdin(Stdio::null())
+            // A supervisor's stdin is its stop switch; a command's is empty.
+            .stdin(if supervised { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            // Killing a supervisor would keep it from ending the command's processes; a dropped
+            // run closes its stdin instead (see `GroupGuard`).
+            .kill_on_drop(!supervised);
         let mut child = child.spawn().map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
         let group = child.id().map(|id| id as i32);
-        let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g));
+        let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g, child.stdin.take()));
 
         let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(256);
         let mut readers = Vec::new();
@@ -301,8 +317,14 @@ impl Sandbox {
                 _ = tick.tick() => on_progress(&log),
             }
         };
-        // The command's whole group ends with it, including children it left in the background.
+        // Everything the command started ends with it, including children it left in the
+        // background: a supervisor, told by its stdin closing, ends them all and exits; the
+        // group is killed after that (or when the supervisor does not exit in time).
         if let Some(g) = group {
+            if supervised {
+                self.release(g);
+                let _ = tokio::time::timeout(SUPERVISOR_GRACE, child.wait()).await;
+            }
             kill_group(g);
         }
         let _ = child.wait().await;
@@ -319,13 +341,23 @@ impl Sandbox {
         Ok(Outcome { ending, log })
     }
 
-    /// Kills every process group this sandbox started and that still runs (server shutdown).
+    /// Ends every command this sandbox started and that still runs (server shutdown): tells
+    /// each supervisor to end its command's processes, and kills unconfined commands' groups.
     pub fn kill_all(&self) -> usize {
-        let groups: Vec<i32> = self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
-        for g in &groups {
-            kill_group(*g);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for (g, stdin) in live.iter_mut() {
+            match stdin.take() {
+                Some(stdin) => drop(stdin),
+                None => kill_group(*g),
+            }
         }
-        groups.len()
+        live.len()
+    }
+
+    /// Closes the stdin of the supervisor of `group`: it ends the command and its processes.
+    fn release(&self, group: i32) {
+        let stdin = self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&group).and_then(Option::take);
+        drop(stdin);
     }
 
     /// Process groups running now.
@@ -334,23 +366,34 @@ impl Sandbox {
     }
 }
 
-/// Keeps a process group in the live set while its run lasts.
+/// Keeps a process group in the live set while its run lasts. When a run is dropped midway, a
+/// supervised command is ended by its supervisor (its stdin closes with the entry); an
+/// unconfined one by killing its group.
 struct GroupGuard {
-    live: Arc<Mutex<HashSet<i32>>>,
+    live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
     group: i32,
+    supervised: bool,
 }
 
 impl GroupGuard {
-    fn new(live: Arc<Mutex<HashSet<i32>>>, group: i32) -> GroupGuard {
-        live.lock().unwrap_or_else(|e| e.into_inner()).insert(group);
-        GroupGuard { live, group }
+    fn new(
+        live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
+        group: i32,
+        stdin: Option<tokio::process::ChildStdin>,
+    ) -> GroupGuard {
+        let supervised = stdin.is_some();
+        live.lock().unwrap_or_else(|e| e.into_inner()).insert(group, stdin);
+        GroupGuard { live, group, supervised }
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        kill_group(self.group);
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.group);
+        if !self.supervised {
+            kill_group(self.group);
+        }
+        let stdin = self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.group);
+        drop(stdin);
     }
 }
 

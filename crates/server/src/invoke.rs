@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use nimbus_functions::{Function, InvokeError, lambda};
+use nimbus_functions::{Call, Function, InvokeError, lambda};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -103,7 +103,7 @@ pub async fn invoke(
         "Event" => {
             tokio::spawn(async move {
                 let (ct, body) = lambda::request_of_event(&payload);
-                let _ = function.invoke(ct.as_deref(), &body).await;
+                let _ = function.invoke(&Call::new(), ct.as_deref(), &body).await;
             });
             executed(StatusCode::ACCEPTED, Body::empty())
         }
@@ -137,7 +137,8 @@ fn executed(status: StatusCode, body: Body) -> Response {
 
 async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, tail: bool) -> Response {
     let (ct, body) = lambda::request_of_event(payload);
-    let (mut res, log) = match function.invoke(ct.as_deref(), &body).await {
+    let call = Call::new();
+    let (mut res, log) = match function.invoke(&call, ct.as_deref(), &body).await {
         Ok(inv) => {
             let log = if tail { function.logs.query(0, Some(&inv.request_id), 16) } else { Vec::new() };
             (
@@ -145,7 +146,7 @@ async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, t
                 log.into_iter().map(|l| l.text).collect(),
             )
         }
-        Err(InvokeError::Throttled { .. }) => {
+        Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => {
             return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
         }
         Err(e) => {
@@ -157,6 +158,9 @@ async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, t
         }
     };
     res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(&call.request_id) {
+        res.headers_mut().insert("x-amzn-requestid", id);
+    }
     if tail {
         let text = log.join("\n") + "\n";
         let start = text.len().saturating_sub(TAIL_BYTES);

@@ -185,22 +185,7 @@ impl AsyncWrite for TrackedIo {
     }
 }
 
-/// The error a request body yields when it did not arrive within the body read timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0:?} (the server's --body-timeout); send it faster or raise the limit")]
-pub struct BodyTimeout(pub Duration);
-
-/// Whether a body error (as a handler sees it) is the body read timeout.
-pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(e) = source {
-        if e.is::<BodyTimeout>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
+pub use nimbus_core::timeouts::{BodyTimeout, is_body_timeout};
 
 /// A request body that fails with [`BodyTimeout`] once its deadline passes. The timer is only
 /// armed when the body is not already there.

@@ -113,9 +113,9 @@ async fn run(s: &AppState, model: &str, version: Option<i64>, body: &[u8]) -> Re
         Ok(f) => f,
         Err(r) => return r,
     };
-    match f.infer(version, body).await {
+    match f.infer(&nimbus_functions::Call::new(), version, body).await {
         Ok(inv) => answer(inv.answer),
-        Err(InvokeError::Throttled { .. }) => {
+        Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => {
             error(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into())
         }
         Err(InvokeError::Timeout(t)) => error(StatusCode::GATEWAY_TIMEOUT, format!("inference timed out after {t} s")),

@@ -83,6 +83,21 @@ impl From<WriteError> for StoreError {
     }
 }
 
+/// Refuses the keys `.` and `..`: objects are addressed by URL path, and URL parsers (WHATWG's,
+/// as in browsers and reqwest) resolve such a segment even when it is percent-encoded, so an
+/// object under one could be written by some clients and never read or removed by others.
+fn addressable(key: &str) -> Result<(), StoreError> {
+    if matches!(key, "." | "..") {
+        return Err(StoreError::InvalidName(names::InvalidName {
+            kind: "object key",
+            value: key.to_string(),
+            rule: "use a key other than '.' or '..', which URL clients resolve as path segments even when \
+                   percent-encoded, so the object could not be read back",
+        }));
+    }
+    Ok(())
+}
+
 /// What the store knows of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -94,6 +109,14 @@ pub struct ObjectInfo {
     pub sha256: String,
     pub content_type: String,
     pub created_ms: i64,
+}
+
+/// What writing an object's row did.
+enum Recorded {
+    /// The row now names the new blob; the blob it named before, if any, is unreferenced.
+    Replaced(Option<String>),
+    /// The object held these very bytes already; the new blob is not needed.
+    Unchanged,
 }
 
 impl ObjectInfo {
@@ -209,6 +232,7 @@ impl Store {
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
         names::object_key(key)?;
+        addressable(key)?;
         // Fail before reading a byte when the write cannot succeed.
         if !self.bucket_exists(bucket).await? {
             return Err(StoreError::NoSuchBucket(bucket.to_string()));
@@ -226,10 +250,14 @@ impl Store {
             created_ms: clock::now_ms(),
         };
         match self.record(&info, &written.location).await {
-            Ok(previous) => {
+            Ok(Recorded::Replaced(previous)) => {
                 if let Some(old) = previous {
                     self.remove_blob(&old).await;
                 }
+                Ok(info)
+            }
+            Ok(Recorded::Unchanged) => {
+                self.remove_blob(&written.location).await;
                 Ok(info)
             }
             Err(e) => {
@@ -239,11 +267,24 @@ impl Store {
         }
     }
 
-    /// Writes the object's row; returns the location it replaced, if any.
-    async fn record(&self, info: &ObjectInfo, location: &str) -> Result<Option<String>, StoreError> {
+    /// Writes the object's row. A held object is refused unless the new bytes are the very
+    /// bytes it holds (two imports of one content-addressed artifact race to the same key):
+    /// then nothing changes.
+    async fn record(&self, info: &ObjectInfo, location: &str) -> Result<Recorded, StoreError> {
         let mut tx = self.db.write().await?;
         require_bucket(&mut tx.tx, &info.bucket).await?;
         if let Some(holder) = holds::holder(&mut *tx.tx, &info.bucket, &info.key).await? {
+            let current: Option<String> =
+                sqlx::query("SELECT sha256 FROM objects WHERE bucket = $1 AND object_key = $2")
+                    .bind(&info.bucket)
+                    .bind(&info.key)
+                    .fetch_optional(&mut *tx.tx)
+                    .await?
+                    .map(|r| r.try_get("sha256"))
+                    .transpose()?;
+            if current.as_deref() == Some(info.sha256.as_str()) {
+                return Ok(Recorded::Unchanged);
+            }
             return Err(StoreError::Held { bucket: info.bucket.clone(), key: info.key.clone(), holder });
         }
         let previous: Option<String> = sqlx::query(&format!(
@@ -271,7 +312,7 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
-        Ok(previous)
+        Ok(Recorded::Replaced(previous))
     }
 
     async fn remove_blob(&self, location: &str) {

@@ -1,201 +1,530 @@
 //! The Open Inference Protocol v2 (KServe's v2 REST API): inference requests with one input
 //! per model field or one `[n, k]` tensor in field order, their responses, and model metadata.
+//!
+//! The request's envelope and tensor headers are read first (their data left undecoded), the
+//! input names checked against the model's fields, and only then is each tensor's data decoded,
+//! value by value, into encoded features.
 
-use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
 
 use nimbus_core::schema::{FieldType, Schema};
-use serde_json::{Map, Value, json};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
-use super::{ProtocolError, Result, check_keys, from_columns, kind_of, parse_json, record, suggestion};
-use crate::predict::Prediction;
+use super::cells::{Cell, FieldIndex, Key, bad, from_json, refuse};
+use super::json::encode;
+use super::{ProtocolError, Result, check_key, suggestion};
+use crate::batch::{Batch, Form, RowSink, datatype_of};
+use crate::predict::Predictor;
+use crate::preprocess::Preprocessor;
 use crate::train::class_label;
-
-/// An Open Inference Protocol v2 request, read and checked.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InferRequest {
-    /// The request's `id`, to echo in the response.
-    pub id: Option<String>,
-    /// One JSON object of field values per instance.
-    pub records: Vec<Value>,
-}
 
 const DATATYPES: [&str; 13] =
     ["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES"];
 const INFER_EXAMPLE: &str = r#"{"inputs": [{"name": "<field>", "shape": [1], "datatype": "FP64", "data": [22]}]}"#;
+/// More dimensions than any input has.
+const MAX_DIMS: usize = 8;
 
-struct Tensor {
+/// An inference request whose envelope and tensor headers are read and checked.
+pub struct Infer<'a> {
+    /// The request's `id`, to echo in the response.
+    pub id: Option<String>,
+    tensors: Vec<Tensor<'a>>,
+}
+
+struct Tensor<'a> {
     /// `inputs[i] (name)`, for messages.
     label: String,
     name: String,
     shape: Vec<usize>,
-    /// The data, flattened row-major.
-    data: Vec<Value>,
+    datatype: &'static str,
+    data: &'a RawValue,
 }
 
-/// Reads an Open Inference Protocol v2 inference request: either one input per model field
-/// (shape `[n]` or `[n, 1]`), or a single input of shape `[n, fields.len()]` in field order.
-pub fn parse_infer(body: &[u8], fields: &[String]) -> Result<InferRequest> {
-    let value = parse_json(body, INFER_EXAMPLE)?;
-    let Value::Object(mut obj) = value else {
-        bail!("the inference request must be a JSON object such as {INFER_EXAMPLE}, got {}", kind_of(&value));
-    };
-    check_keys(&obj, &["id", "parameters", "inputs", "outputs"], "the inference request")?;
-    let id = take_string(&mut obj, "id", "")?;
-    let inputs = match obj.remove("inputs") {
-        Some(Value::Array(inputs)) if !inputs.is_empty() => inputs,
-        Some(other) if !other.is_array() => bail!("inputs: expected a list of input tensors, got {}", kind_of(&other)),
-        _ => bail!("inputs is missing or empty; send input tensors such as {INFER_EXAMPLE}"),
-    };
-    let tensors: Vec<Tensor> =
-        inputs.into_iter().enumerate().map(|(i, t)| parse_tensor(i, t)).collect::<Result<_>>()?;
-    let k = fields.len();
-    // A single input of shape [n, k] holds all fields (unless it is a per-field input of a one-field model).
-    let is_matrix = |t: &Tensor| matches!(t.shape[..], [_, cols] if cols == k && (k > 1 || !fields.contains(&t.name)));
-    let records = if tensors.len() == 1 && k > 0 && is_matrix(&tensors[0]) {
-        let (t, mut values) = (&tensors[0], tensors[0].data.iter().cloned());
-        (0..t.shape[0]).map(|i| record(fields, values.by_ref().take(k).collect(), i)).collect::<Result<_>>()?
-    } else {
-        per_field_records(tensors, fields)?
-    };
-    if records.is_empty() {
-        bail!("the inputs hold no instances (n is 0); send at least one");
-    }
-    Ok(InferRequest { id, records })
+/// Answers an Open Inference Protocol v2 inference request for `model` at `version`.
+pub fn answer_infer(
+    predictor: &Predictor,
+    model: &str,
+    version: &str,
+    body: &[u8],
+    cancel: Option<&AtomicBool>,
+) -> Result<Vec<u8>> {
+    let request = read_infer(body)?;
+    let form = Form::Infer { model, version, id: request.id.as_deref() };
+    let mut batch = Batch::new(predictor, form, true, cancel);
+    request.decode(predictor.preprocessor(), &mut batch)?;
+    batch.finish(true)
 }
 
-fn take_string(obj: &mut Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => bail!("{prefix}{key}: expected a string, got {}", kind_of(&other)),
+/// Reads an inference request's envelope and tensor headers.
+pub fn read_infer(body: &[u8]) -> Result<Infer<'_>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        bail!("the request body is empty; send a JSON object such as {INFER_EXAMPLE}");
     }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = de.deserialize_any(Envelope).and_then(|r| de.end().map(|()| r)).map_err(|e| from_json(e, INFER_EXAMPLE))?;
+    let id = read.id;
+    let Some(inputs) = read.inputs.filter(|i| !i.is_empty()) else {
+        bail!("inputs is missing or empty; send input tensors such as {INFER_EXAMPLE}");
+    };
+    let tensors = inputs.into_iter().enumerate().map(|(i, h)| h.check(i)).collect::<Result<_>>()?;
+    Ok(Infer { id, tensors })
 }
 
-fn parse_tensor(i: usize, input: Value) -> Result<Tensor> {
-    let Value::Object(mut t) = input else {
-        bail!("inputs[{i}]: expected an object with name, shape, datatype and data, got {}", kind_of(&input));
-    };
-    check_keys(&t, &["name", "shape", "datatype", "data", "parameters"], &format!("inputs[{i}]"))?;
-    let Some(name) = take_string(&mut t, "name", &format!("inputs[{i}]."))? else {
-        bail!("inputs[{i}].name is missing; name the input after a model field");
-    };
-    let label = format!("inputs[{i}] ({name})");
-    let shape: Option<Vec<usize>> = match t.remove("shape") {
-        Some(Value::Array(dims)) => dims.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect(),
-        _ => None,
-    };
-    let Some(shape) = shape else {
-        bail!("{label}.shape: expected a list of non-negative integers such as [3] or [3, 1]");
-    };
-    let datatype = take_string(&mut t, "datatype", &format!("{label}."))?.unwrap_or_default();
-    let Some(datatype) = DATATYPES.into_iter().find(|d| *d == datatype) else {
-        bail!("{label}.datatype: unknown datatype {datatype:?}; use one of {}", DATATYPES.join(", "));
-    };
-    let Some(Value::Array(values)) = t.remove("data") else {
-        bail!("{label}.data: expected a list of values");
-    };
-    let mut data = Vec::new();
-    flatten(values, &mut data);
-    let expected = shape.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128));
-    if expected != data.len() as u128 {
-        let got = data.len();
-        bail!("{label}: shape {shape:?} holds {expected} values but data has {got}; make the shape match the data");
-    }
-    for (j, x) in data.iter().enumerate() {
-        if let Some(takes) = misfit(datatype, x) {
-            bail!("{label}.data[{j}]: datatype {datatype} takes {takes}, got {}", kind_of(x));
+impl Infer<'_> {
+    /// Decodes the tensors into rows: either one input per model field (shape `[n]` or
+    /// `[n, 1]`), or a single input of shape `[n, fields]` in field order.
+    pub fn decode(&self, pre: &Preprocessor, sink: &mut dyn RowSink) -> Result<()> {
+        let k = pre.width();
+        let fields = FieldIndex::new(pre.features.iter().map(|f| f.name.as_str()));
+        // A single input of shape [n, k] holds all fields (unless it is a per-field input of a one-field model).
+        let is_matrix =
+            |t: &Tensor| matches!(t.shape[..], [_, cols] if cols == k && (k > 1 || fields.get(&t.name).is_none()));
+        let before = sink.rows();
+        if self.tensors.len() == 1 && k > 0 && is_matrix(&self.tensors[0]) {
+            let t = &self.tensors[0];
+            let mut i = 0;
+            let count = t.values(|v, cell| {
+                let j = v % k;
+                if j == 0 {
+                    i = sink.next_row()?.0;
+                }
+                sink.current_row()[j] = encode(pre, i, j, cell)?;
+                Ok(())
+            })?;
+            t.check_count(count)?;
+        } else {
+            per_field(&self.tensors, pre, &fields, sink)?;
         }
-    }
-    Ok(Tensor { label, name, shape, data })
-}
-
-fn flatten(values: Vec<Value>, out: &mut Vec<Value>) {
-    for v in values {
-        match v {
-            Value::Array(inner) => flatten(inner, out),
-            other => out.push(other),
+        if sink.rows() == before {
+            bail!("the inputs hold no instances (n is 0); send at least one");
         }
+        Ok(())
     }
 }
 
-/// What `datatype` takes, when `x` does not fit it. `null` (a missing value) fits every datatype;
-/// BYTES also takes numbers and booleans, as clients send rows of mixed types that way.
-fn misfit(datatype: &str, x: &Value) -> Option<&'static str> {
-    let whole = x.as_f64().is_some_and(|f| f.fract() == 0.0);
-    let (fits, takes) = match datatype {
-        "BOOL" => (x.is_boolean(), "true or false"),
-        "BYTES" => (!x.is_object(), "strings or numbers"),
-        d if d.starts_with("FP") => (x.is_number(), "numbers"),
-        d if d.starts_with("UINT") => (whole && x.as_f64().is_some_and(|f| f >= 0.0), "non-negative whole numbers"),
-        _ => (whole, "whole numbers"),
-    };
-    (!fits && !x.is_null()).then_some(takes)
-}
-
-fn per_field_records(tensors: Vec<Tensor>, fields: &[String]) -> Result<Vec<Value>> {
+fn per_field(tensors: &[Tensor<'_>], pre: &Preprocessor, fields: &FieldIndex<'_>, sink: &mut dyn RowSink) -> Result<()> {
     let unknown: Vec<String> = tensors
         .iter()
-        .filter(|t| !fields.contains(&t.name))
-        .map(|t| format!("{:?}{}", t.name, suggestion(&t.name, fields.iter().map(String::as_str))))
+        .filter(|t| fields.get(&t.name).is_none())
+        .map(|t| format!("{:?}{}", t.name, suggestion(&t.name, fields.names().iter().copied())))
         .collect();
     if !unknown.is_empty() {
-        let (unknown, list, k) = (unknown.join(", "), fields.join(", "), fields.len());
+        let (unknown, list, k) = (unknown.join(", "), fields.names().join(", "), fields.names().len());
         bail!(
             "inputs: unknown input name {unknown}; name each input after a model field ({list}), or send a single \
              input of shape [n, {k}] holding the fields in that order"
         );
     }
-    let mut seen = HashSet::new();
-    for t in &tensors {
+    let mut columns: Vec<(usize, Vec<f32>)> = Vec::with_capacity(tensors.len());
+    for t in tensors {
         if !matches!(t.shape[..], [_] | [_, 1]) {
             bail!("{}: shape {:?} does not fit a per-field input; use [n] or [n, 1]", t.label, t.shape);
         }
-        if !seen.insert(&t.name) {
+        let j = fields.get(&t.name).expect("checked above");
+        if columns.iter().any(|(c, _)| *c == j) {
             bail!("{}: the field {:?} is given twice; send one input per field", t.label, t.name);
         }
-        let (first, n, m) = (&tensors[0].label, tensors[0].data.len(), t.data.len());
-        if m != n {
-            bail!("{}: has {m} values but {first} has {n}; send one value per instance in every input", t.label);
+        let mut values = Vec::new();
+        t.values(|v, cell| {
+            values.push(encode(pre, v, j, cell)?);
+            Ok(())
+        })?;
+        t.check_count(values.len())?;
+        if let Some((_, first)) = columns.first().filter(|(_, c)| c.len() != values.len()) {
+            let (m, n) = (values.len(), first.len());
+            bail!("{}: has {m} values but {} has {n}; send one value per instance in every input", t.label, tensors[0].label);
+        }
+        columns.push((j, values));
+    }
+    let n = columns.first().map_or(0, |(_, c)| c.len());
+    for r in 0..n {
+        let (_, row) = sink.next_row()?;
+        for (j, values) in &columns {
+            row[*j] = values[r];
         }
     }
-    Ok(from_columns(tensors.into_iter().map(|t| (t.name, t.data)).collect()))
+    Ok(())
 }
 
-/// The v2 datatype of output values: INT64 (all integers), FP64 (numbers), BOOL, else BYTES.
-fn datatype_of(values: &[Value]) -> &'static str {
-    if values.iter().all(|v| v.is_i64() || v.is_u64()) {
-        "INT64"
-    } else if values.iter().all(|v| v.is_number() || v.is_null()) {
-        "FP64"
-    } else if values.iter().all(Value::is_boolean) {
-        "BOOL"
-    } else {
-        "BYTES"
+impl Tensor<'_> {
+    /// Calls `f` with each value of the (flattened) data and its position, after checking it
+    /// fits the datatype; returns how many there were.
+    fn values(&self, mut f: impl FnMut(usize, &Cell<'_>) -> Result<()>) -> Result<usize> {
+        let mut de = serde_json::Deserializer::from_str(self.data.get());
+        let mut count = 0;
+        de.deserialize_seq(Flatten { tensor: self, f: &mut f, count: &mut count })
+            .map_err(|e| from_json(e, INFER_EXAMPLE))?;
+        Ok(count)
     }
-}
 
-/// The v2 inference response: a `predict` output (the predicted values) and, for classifiers,
-/// a `predict_proba` output of shape `[n, classes]`. `id` is echoed when the request had one.
-pub fn render_infer(model_name: &str, model_version: &str, id: Option<&str>, preds: &[Prediction]) -> Value {
-    let mut values: Vec<Value> = preds.iter().map(|p| p.value.clone()).collect();
-    let datatype = datatype_of(&values);
-    if datatype == "BYTES" {
-        for v in values.iter_mut().filter(|v| v.is_number() || v.is_boolean()) {
-            *v = Value::String(v.to_string());
+    fn check_count(&self, got: usize) -> Result<()> {
+        let expected = self.shape.iter().fold(1u128, |a, &d| a.saturating_mul(d as u128));
+        if expected != got as u128 {
+            let (label, shape) = (&self.label, &self.shape);
+            bail!("{label}: shape {shape:?} holds {expected} values but data has {got}; make the shape match the data");
         }
+        Ok(())
     }
-    let n = preds.len();
-    let mut outputs = vec![json!({"name": "predict", "shape": [n], "datatype": datatype, "data": values})];
-    let width = preds.first().and_then(|p| p.probabilities.as_ref()).map_or(0, Vec::len);
-    if width > 0 && preds.iter().all(|p| p.probabilities.as_ref().is_some_and(|p| p.len() == width)) {
-        let data: Vec<f64> = preds.iter().flat_map(|p| p.probabilities.iter().flatten()).map(|&x| x.into()).collect();
-        outputs.push(json!({"name": "predict_proba", "shape": [n, width], "datatype": "FP32", "data": data}));
+}
+
+type ValueFn<'f> = dyn FnMut(usize, &Cell<'_>) -> Result<()> + 'f;
+
+struct Flatten<'r, 'a, 'f> {
+    tensor: &'r Tensor<'a>,
+    f: &'r mut ValueFn<'f>,
+    count: &'r mut usize,
+}
+
+impl<'de> Visitor<'de> for Flatten<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of values")
     }
-    let mut response = json!({"model_name": model_name, "model_version": model_version, "outputs": outputs});
-    if let Some(id) = id {
-        response["id"] = json!(id);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Flatten { tensor, f, count } = self;
+        while seq.next_element_seed(Element { tensor, f: &mut *f, count: &mut *count })?.is_some() {}
+        Ok(())
     }
-    response
+}
+
+/// One element of a tensor's data: a value, or a nested list flattened in place.
+struct Element<'r, 'a, 'f> {
+    tensor: &'r Tensor<'a>,
+    f: &'r mut ValueFn<'f>,
+    count: &'r mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Element<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Element<'_, '_, '_> {
+    fn value<E: de::Error>(self, cell: Cell<'_>) -> Result<(), E> {
+        let j = *self.count;
+        let datatype = self.tensor.datatype;
+        if let Some(takes) = misfit(datatype, &cell) {
+            let label = &self.tensor.label;
+            return Err(bad(format!("{label}.data[{j}]: datatype {datatype} takes {takes}, got {}", cell.describe())));
+        }
+        *self.count += 1;
+        (self.f)(j, &cell).map_err(refuse)
+    }
+}
+
+impl<'de> Visitor<'de> for Element<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Element { tensor, f, count } = self;
+        while seq.next_element_seed(Element { tensor, f: &mut *f, count: &mut *count })?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.value(Cell::Object)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.value(Cell::Null)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        self.value(Cell::Bool(b))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+        self.value(Cell::Number(n as f64, true))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.value(Cell::Number(n as f64, true))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
+        self.value(Cell::Number(n, false))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<(), E> {
+        self.value(Cell::Text(s.into()))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.value(Cell::Text(s.to_string().into()))
+    }
+}
+
+/// What `datatype` takes, when `x` does not fit it. `null` (a missing value) fits every datatype;
+/// BYTES also takes numbers and booleans, as clients send rows of mixed types that way.
+fn misfit(datatype: &str, x: &Cell<'_>) -> Option<&'static str> {
+    let number = match x {
+        Cell::Number(n, _) => Some(*n),
+        _ => None,
+    };
+    let whole = number.is_some_and(|f| f.fract() == 0.0);
+    let (fits, takes) = match datatype {
+        "BOOL" => (matches!(x, Cell::Bool(_)), "true or false"),
+        "BYTES" => (!matches!(x, Cell::Object), "strings or numbers"),
+        d if d.starts_with("FP") => (number.is_some(), "numbers"),
+        d if d.starts_with("UINT") => (whole && number.is_some_and(|f| f >= 0.0), "non-negative whole numbers"),
+        _ => (whole, "whole numbers"),
+    };
+    (!fits && !matches!(x, Cell::Null)).then_some(takes)
+}
+
+/// The request's top level.
+struct Envelope;
+
+struct Read<'de> {
+    id: Option<String>,
+    inputs: Option<Vec<Header<'de>>>,
+}
+
+impl<'de> Visitor<'de> for Envelope {
+    type Value = Read<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
+        let mut read = Read { id: None, inputs: None };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            check_key(&key, &["id", "parameters", "inputs", "outputs"], "the inference request").map_err(refuse)?;
+            match key.as_ref() {
+                "id" => {
+                    read.id = match map.next_value::<Cell<'de>>()? {
+                        Cell::Null => None,
+                        Cell::Text(s) => Some(s.into_owned()),
+                        other => return Err(bad(format!("id: expected a string, got {}", other.describe()))),
+                    }
+                }
+                "inputs" => read.inputs = Some(map.next_value::<Inputs<'de>>()?.0),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(read)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Read<'de>, A::Error> {
+        Err(not_an_object("a list"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Read<'de>, E> {
+        Err(not_an_object("null"))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Read<'de>, E> {
+        Err(not_an_object(&b.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&n.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&n.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&Cell::Number(n, false).describe()))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Read<'de>, E> {
+        Err(not_an_object(&Cell::Text(s.into()).describe()))
+    }
+}
+
+fn not_an_object<E: de::Error>(got: &str) -> E {
+    bad(format!("the inference request must be a JSON object such as {INFER_EXAMPLE}, got {got}"))
+}
+
+/// `inputs`: a list of tensor headers.
+struct Inputs<'de>(Vec<Header<'de>>);
+
+impl<'de> de::Deserialize<'de> for Inputs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Inputs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of input tensors")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs<'de>, A::Error> {
+                let mut inputs = Vec::new();
+                while let Some(h) = seq.next_element_seed(HeaderSeed(inputs.len()))? {
+                    inputs.push(h);
+                }
+                Ok(Inputs(inputs))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Inputs<'de>, A::Error> {
+                Err(bad("inputs: expected a list of input tensors, got an object".into()))
+            }
+            fn visit_unit<E>(self) -> Result<Inputs<'de>, E> {
+                Ok(Inputs(Vec::new()))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Inputs<'de>, E> {
+                Err(bad(format!("inputs: expected a list of input tensors, got {b}")))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Inputs<'de>, E> {
+                Err(bad(format!("inputs: expected a list of input tensors, got {}", Cell::Number(n, false).describe())))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Inputs<'de>, E> {
+                Err(bad(format!("inputs: expected a list of input tensors, got {n}")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Inputs<'de>, E> {
+                Err(bad(format!("inputs: expected a list of input tensors, got {n}")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Inputs<'de>, E> {
+                Err(bad(format!("inputs: expected a list of input tensors, got {}", Cell::Text(s.into()).describe())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One input tensor as sent: its fields read, its data left undecoded.
+struct Header<'de> {
+    name: Option<Cell<'de>>,
+    shape: Option<Option<Vec<usize>>>,
+    datatype: Option<Cell<'de>>,
+    data: Option<&'de RawValue>,
+}
+
+impl<'de> Header<'de> {
+    /// Checks the header of `inputs[i]`, in the order name, shape, datatype, data.
+    fn check(self, i: usize) -> Result<Tensor<'de>> {
+        let name = match self.name {
+            None | Some(Cell::Null) => bail!("inputs[{i}].name is missing; name the input after a model field"),
+            Some(Cell::Text(s)) => s.into_owned(),
+            Some(other) => bail!("inputs[{i}].name: expected a string, got {}", other.describe()),
+        };
+        let label = format!("inputs[{i}] ({name})");
+        let Some(Some(shape)) = self.shape else {
+            bail!("{label}.shape: expected a list of non-negative integers such as [3] or [3, 1]");
+        };
+        let datatype = match self.datatype {
+            None | Some(Cell::Null) => String::new(),
+            Some(Cell::Text(s)) => s.into_owned(),
+            Some(other) => bail!("{label}.datatype: expected a string, got {}", other.describe()),
+        };
+        let Some(datatype) = DATATYPES.into_iter().find(|d| *d == datatype) else {
+            bail!("{label}.datatype: unknown datatype {datatype:?}; use one of {}", DATATYPES.join(", "));
+        };
+        let Some(data) = self.data.filter(|d| d.get().trim_start().starts_with('[')) else {
+            bail!("{label}.data: expected a list of values");
+        };
+        Ok(Tensor { label, name, shape, datatype, data })
+    }
+}
+
+struct HeaderSeed(usize);
+
+impl<'de> DeserializeSeed<'de> for HeaderSeed {
+    type Value = Header<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Header<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderSeed {
+    type Value = Header<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an input tensor")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
+        let i = self.0;
+        let mut h = Header { name: None, shape: None, datatype: None, data: None };
+        let accepted = ["name", "shape", "datatype", "data", "parameters"];
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            check_key(&key, &accepted, &format!("inputs[{i}]")).map_err(refuse)?;
+            match key.as_ref() {
+                "name" => h.name = Some(map.next_value()?),
+                "datatype" => h.datatype = Some(map.next_value()?),
+                "shape" => h.shape = Some(map.next_value::<Dims>()?.0),
+                "data" => h.data = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Header<'de>, A::Error> {
+        Err(self.wrong("a list"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Header<'de>, E> {
+        Err(self.wrong("null"))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Header<'de>, E> {
+        Err(self.wrong(&b.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Header<'de>, E> {
+        Err(self.wrong(&n.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Header<'de>, E> {
+        Err(self.wrong(&n.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Header<'de>, E> {
+        Err(self.wrong(&Cell::Number(n, false).describe()))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Header<'de>, E> {
+        Err(self.wrong(&Cell::Text(s.into()).describe()))
+    }
+}
+
+impl HeaderSeed {
+    fn wrong<E: de::Error>(&self, got: &str) -> E {
+        bad(format!("inputs[{}]: expected an object with name, shape, datatype and data, got {got}", self.0))
+    }
+}
+
+/// A shape: up to [`MAX_DIMS`] non-negative integers; `None` when it is anything else.
+struct Dims(Option<Vec<usize>>);
+
+impl<'de> de::Deserialize<'de> for Dims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Dims;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a shape")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dims, A::Error> {
+                let mut dims = Some(Vec::new());
+                while let Some(cell) = seq.next_element::<Cell<'de>>()? {
+                    let dim = match cell {
+                        Cell::Number(n, true) if n >= 0.0 && n <= usize::MAX as f64 => Some(n as usize),
+                        _ => None,
+                    };
+                    dims = match (dims, dim) {
+                        (Some(mut v), Some(d)) if v.len() < MAX_DIMS => {
+                            v.push(d);
+                            Some(v)
+                        }
+                        _ => None,
+                    };
+                }
+                Ok(Dims(dims))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dims, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Dims(None))
+            }
+            fn visit_unit<E>(self) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Dims, E> {
+                Ok(Dims(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The v2 model metadata: one input per field of `input` (FP32 for numbers, BYTES for categories
@@ -231,10 +560,17 @@ mod tests {
     use nimbus_core::schema::Field;
 
     use super::*;
-    use crate::protocols::tests::{names, passengers, three};
+    use crate::batch::Matrix;
+    use crate::protocols::tests::{encoded, names, passengers, pre_of, three};
 
-    fn infer(body: Value) -> Result<InferRequest> {
-        parse_infer(body.to_string().as_bytes(), &three())
+    /// The request's id and its rows, encoded, as text.
+    fn infer(body: Value) -> Result<(Option<String>, String)> {
+        let pre = pre_of(&three());
+        let text = body.to_string();
+        let request = read_infer(text.as_bytes())?;
+        let mut m = Matrix::new(&pre);
+        request.decode(&pre, &mut m)?;
+        Ok((request.id.clone(), format!("{:?}", m.x)))
     }
 
     #[test]
@@ -243,15 +579,17 @@ mod tests {
             {"name": "Age", "shape": [3], "datatype": "INT64", "data": [22, 12, 38]},
             {"name": "Sex", "shape": [3, 1], "datatype": "BYTES", "data": [["male"], ["male"], ["female"]]},
             {"name": "Pclass", "shape": [3], "datatype": "FP32", "data": [3, 1, 1], "parameters": {}}]});
-        assert_eq!(infer(per_field).unwrap(), InferRequest { id: Some("r1".into()), records: passengers() });
+        let expected = encoded(&pre_of(&three()), &passengers());
+        assert_eq!(infer(per_field).unwrap(), (Some("r1".into()), expected.clone()));
         let flat = json!({"inputs": [{"name": "input-0", "shape": [3, 3], "datatype": "BYTES",
             "data": [3, "male", 22, 1, "male", 12, 1, "female", 38]}], "outputs": [{"name": "predict"}]});
-        assert_eq!(infer(flat).unwrap(), InferRequest { id: None, records: passengers() });
+        assert_eq!(infer(flat).unwrap(), (None, expected.clone()));
         let nested = json!({"inputs": [{"name": "x", "shape": [3, 3], "datatype": "BYTES",
             "data": [[3, "male", 22], [1, "male", 12], [1, "female", 38]]}]});
-        assert_eq!(infer(nested).unwrap().records, passengers());
+        assert_eq!(infer(nested).unwrap().1, expected);
         let missing = json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP64", "data": [null, 1.5]}]});
-        assert_eq!(infer(missing).unwrap().records, [json!({"Age": null}), json!({"Age": 1.5})]);
+        let records = [json!({"Age": null}), json!({"Age": 1.5})];
+        assert_eq!(infer(missing).unwrap().1, encoded(&pre_of(&three()), &records));
     }
 
     #[test]
@@ -288,7 +626,7 @@ mod tests {
             infer(json!({"inputs": [t("Age", "[1]", "INT32", "[2.5]")]})).unwrap_err().message,
             "inputs[0] (Age).data[0]: datatype INT32 takes whole numbers, got 2.5"
         );
-        assert!(parse_infer(b"{", &three()).unwrap_err().message.contains("EOF while parsing"));
+        assert!(read_infer(b"{").err().unwrap().message.contains("EOF while parsing"));
     }
 
     #[test]

@@ -1,37 +1,77 @@
-//! Prediction request and response bodies: the formats existing clients send, turned into JSON
-//! records for [`Predictor::predict_records`](crate::predict::Predictor::predict_records), and
-//! predictions rendered back in the matching shape.
+//! Prediction request and response bodies: the formats existing clients send, decoded straight
+//! into a model's encoded rows, and the answers in the matching shape.
 //!
-//! [`parse_request`] accepts `{"instances": [{"Age": 22, …}, …]}`; MLflow's scoring-server bodies
-//! (exactly one of `dataframe_split`, `dataframe_records`, `instances`, `inputs`, with `params`
-//! ignored); and CSV (`Content-Type: text/csv`). Every record is checked the same way: a field the
-//! model does not have is an error naming the instance (`instances[i]`, its position in the
-//! request), the field and the closest field name; a field left out, `null`, or an empty CSV
-//! field is a missing value, which the trees handle. [`render`] answers `{"predictions": […]}`.
+//! [`answer`] accepts `{"instances": [{"Age": 22, …}, …]}` (the seeds' form, through the fast
+//! scanner of [`crate::instances`]); MLflow's scoring-server bodies (exactly one of
+//! `dataframe_split`, `dataframe_records`, `instances`, `inputs`, with `params` ignored); and CSV
+//! (`Content-Type: text/csv`). Every name is checked against the model's fields before any
+//! value is read: a field the model does not have is an error naming the instance
+//! (`instances[i]`, its position in the request), the field and the closest field name; a field
+//! left out, `null`, or an empty CSV field is a missing value, which the trees handle. Rows go
+//! into a [`Batch`], which predicts them a chunk at a time and bounds the request's memory (see
+//! [`crate::batch`]); the answer is `{"predictions": […]}`.
 //!
-//! The Open Inference Protocol v2 (KServe) is read by [`parse_infer`] and answered by
-//! [`render_infer`] and [`model_metadata`] (module `infer`).
+//! The Open Inference Protocol v2 (KServe) is answered by [`answer_infer`], its metadata by
+//! [`model_metadata`] (module `infer`).
 
-use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 
-use serde_json::{Map, Value, json};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
-use crate::predict::Prediction;
+use crate::batch::{Batch, Form, RowSink};
+use crate::predict::Predictor;
+use crate::preprocess::Preprocessor;
+use cells::{Cell, Key, bad, from_json, refuse};
 
-/// A request body that cannot be used; the message is meant for a 400 response.
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The body is wrong: 400.
+    BadRequest,
+    /// The answer would be too large: 413.
+    TooLarge,
+    /// The work was stopped (its time ran out).
+    Cancelled,
+}
+
+/// A request that cannot be answered; the message names the instance and field at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ProtocolError {
     pub message: String,
+    pub kind: ErrorKind,
+}
+
+impl ProtocolError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProtocolError { message: message.into(), kind }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+
+    /// The HTTP status that answers it.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Cancelled => 504,
+        }
+    }
 }
 
 type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
 macro_rules! bail {
     ($($arg:tt)*) => {
-        return Err(ProtocolError { message: format!($($arg)*) })
+        return Err(ProtocolError::bad_request(format!($($arg)*)))
     };
 }
+
+mod cells;
+mod json;
 
 /// The form a prediction request came in. All forms are answered with `{"predictions": …}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +88,19 @@ pub enum RequestFormat {
     Csv,
 }
 
-/// A prediction request, read and checked.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PredictRequest {
-    /// One JSON object of field values per instance, in request order.
-    pub records: Vec<Value>,
+/// A prediction request whose envelope is read and checked; its rows are decoded by
+/// [`Request::decode`].
+pub struct Request<'a> {
+    pub format: RequestFormat,
     /// Whether the response should carry class probabilities.
     pub return_probabilities: bool,
-    pub format: RequestFormat,
+    data: Data<'a>,
+}
+
+enum Data<'a> {
+    /// The value of the data key, not yet decoded.
+    Json(&'static str, &'a RawValue),
+    Csv(&'a [u8]),
 }
 
 const DATA_KEYS: [&str; 4] = ["instances", "inputs", "dataframe_split", "dataframe_records"];
@@ -63,177 +108,188 @@ const REQUEST_KEYS: [&str; 6] =
     ["instances", "inputs", "dataframe_split", "dataframe_records", "params", "return_probabilities"];
 const EXAMPLE: &str = r#"{"instances": [{"field": value, …}]}"#;
 
-/// Reads a prediction request body (JSON, or CSV when `content_type` is `text/csv`) into records
-/// for a model whose input fields are `fields`, in the model's order.
-pub fn parse_request(content_type: Option<&str>, body: &[u8], fields: &[String]) -> Result<PredictRequest> {
-    let mime = content_type.and_then(|ct| ct.split(';').next()).unwrap_or_default();
-    let request = if mime.trim().eq_ignore_ascii_case("text/csv") {
-        PredictRequest { records: parse_csv(body)?, return_probabilities: false, format: RequestFormat::Csv }
-    } else {
-        parse_json_request(body, fields)?
-    };
-    check_records(&request.records, fields)?;
-    Ok(request)
-}
-
-/// The response to a prediction request: `{"predictions": […]}`, plus `"probabilities"` (one list
-/// per instance, in class order) when asked for and the model gives them.
-pub fn render(_format: RequestFormat, preds: &[Prediction], return_probabilities: bool) -> Value {
-    let mut response = json!({ "predictions": preds.iter().map(|p| p.value.clone()).collect::<Vec<_>>() });
-    if return_probabilities && !preds.is_empty() && preds.iter().all(|p| p.probabilities.is_some()) {
-        let rows: Vec<Vec<f64>> =
-            preds.iter().map(|p| p.probabilities.iter().flatten().map(|&x| f64::from(x)).collect()).collect();
-        response["probabilities"] = json!(rows);
+/// Answers a prediction request body (JSON, or CSV when `content_type` is `text/csv`) with
+/// `predictor`: the seeds' form through the fast scanner, every other form through the
+/// decoders here. `cancel` stops the work between chunks.
+pub fn answer(
+    predictor: &Predictor,
+    content_type: Option<&str>,
+    body: &[u8],
+    cancel: Option<&AtomicBool>,
+) -> Result<Vec<u8>> {
+    let csv = is_csv(content_type);
+    if !csv && let Some(answer) = crate::instances::answer(body, predictor, cancel) {
+        return answer;
     }
-    response
+    let request = read_request(content_type, body)?;
+    let mut batch = Batch::new(predictor, Form::Predict, request.return_probabilities, cancel);
+    request.decode(predictor.preprocessor(), &mut batch)?;
+    batch.finish(request.return_probabilities)
 }
 
-fn parse_json(body: &[u8], example: &str) -> Result<Value> {
+fn is_csv(content_type: Option<&str>) -> bool {
+    let mime = content_type.and_then(|ct| ct.split(';').next()).unwrap_or_default();
+    mime.trim().eq_ignore_ascii_case("text/csv")
+}
+
+/// Reads a prediction request's envelope: its form, whether probabilities are wanted, and
+/// where its rows are.
+pub fn read_request<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<Request<'a>> {
+    if is_csv(content_type) {
+        return Ok(Request { format: RequestFormat::Csv, return_probabilities: false, data: Data::Csv(body) });
+    }
+    let example = format!("{EXAMPLE}, or CSV with Content-Type: text/csv");
     if body.iter().all(u8::is_ascii_whitespace) {
         bail!("the request body is empty; send a JSON object such as {example}");
     }
-    serde_json::from_slice(body).map_err(|e| ProtocolError {
-        message: format!("the request body is not valid JSON: {e}; send a JSON object such as {example}"),
-    })
-}
-
-fn parse_json_request(body: &[u8], fields: &[String]) -> Result<PredictRequest> {
-    let value = parse_json(body, &format!("{EXAMPLE}, or CSV with Content-Type: text/csv"))?;
-    let Value::Object(mut obj) = value else {
-        bail!("the request body must be a JSON object such as {EXAMPLE}, got {}", kind_of(&value));
-    };
-    check_keys(&obj, &REQUEST_KEYS, "the request body")?;
-    let found: Vec<&str> = DATA_KEYS.into_iter().filter(|k| obj.contains_key(*k)).collect();
-    let [key] = found[..] else {
-        let present: Vec<&str> = if found.is_empty() { obj.keys().map(String::as_str).collect() } else { found };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let envelope = de.deserialize_any(Envelope).and_then(|e| de.end().map(|()| e)).map_err(|e| from_json(e, &example))?;
+    let [key] = envelope.found[..] else {
+        let present = if envelope.found.is_empty() { envelope.keys } else { envelope.found.clone() };
         let present = if present.is_empty() { "no keys".to_string() } else { present.join(", ") };
         let accepted = DATA_KEYS.join(", ");
         bail!("the request body needs exactly one of the keys {accepted}, found {present}; e.g. {EXAMPLE}");
     };
-    let return_probabilities = match obj.get("return_probabilities") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => bail!("return_probabilities: expected true or false, got {}", kind_of(other)),
+    let format = match key {
+        "instances" => RequestFormat::Instances,
+        "inputs" => RequestFormat::Inputs,
+        "dataframe_records" => RequestFormat::DataframeRecords,
+        _ => RequestFormat::DataframeSplit,
     };
-    let data = obj.remove(key).unwrap_or_default();
-    let (records, format) = match key {
-        "instances" => (tensor_records(data, key, fields)?, RequestFormat::Instances),
-        "inputs" => (tensor_records(data, key, fields)?, RequestFormat::Inputs),
-        "dataframe_records" => (dataframe_records(data)?, RequestFormat::DataframeRecords),
-        _ => (dataframe_split(data, fields)?, RequestFormat::DataframeSplit),
-    };
-    if records.is_empty() {
-        let what = if key == "dataframe_split" { "dataframe_split.data" } else { key };
-        bail!("{what} is empty; send at least one instance");
-    }
-    Ok(PredictRequest { records, return_probabilities, format })
+    let raw = envelope.data.expect("a data key was found");
+    Ok(Request { format, return_probabilities: envelope.return_probabilities, data: Data::Json(key, raw) })
 }
 
-/// `instances` / `inputs`: a list of objects or of positional lists, or an object of columns.
-fn tensor_records(data: Value, key: &str, fields: &[String]) -> Result<Vec<Value>> {
-    match data {
-        Value::Array(rows) => rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, row)| match row {
-                Value::Object(_) => Ok(row),
-                Value::Array(values) => record(fields, values, i),
-                other => bail!(
-                    "instances[{i}]: expected an object of field values or a list of {} values, got {}",
-                    fields.len(),
-                    kind_of(&other)
-                ),
-            })
-            .collect(),
-        Value::Object(map) => {
-            let mut columns: Vec<(String, Vec<Value>)> = Vec::with_capacity(map.len());
-            for (name, column) in map {
-                let Value::Array(values) = column else {
-                    bail!("{key}.{name}: expected a list of values, one per instance, got {}", kind_of(&column));
-                };
-                if let Some((first, v)) = columns.first().filter(|(_, v)| v.len() != values.len()) {
-                    let (a, b) = (v.len(), values.len());
-                    let counts = format!("{first} has {a} values, {name} has {b}");
-                    bail!("{key}: columns differ in length ({counts}); send one value per instance in every column");
-                }
-                columns.push((name, values));
+impl Request<'_> {
+    /// Decodes the rows into `sink`, checking each name against the model's fields before
+    /// its values are read.
+    pub fn decode(&self, pre: &Preprocessor, sink: &mut dyn RowSink) -> Result<()> {
+        let before = sink.rows();
+        let what = match &self.data {
+            Data::Csv(body) => {
+                decode_csv(body, pre, sink)?;
+                "the CSV body"
             }
-            Ok(from_columns(columns))
+            Data::Json(key, raw) => {
+                json::decode(key, raw, &mut json::Rows::new(pre, sink))?;
+                if *key == "dataframe_split" { "dataframe_split.data" } else { key }
+            }
+        };
+        if sink.rows() == before {
+            if let Data::Csv(_) = self.data {
+                bail!("the CSV body has no data rows; send a header line of field names and one row per instance");
+            }
+            bail!("{what} is empty; send at least one instance");
         }
-        other => bail!("{key}: expected a list of instances or an object of columns, got {}", kind_of(&other)),
+        Ok(())
     }
 }
 
-/// The record of one positional row, `values` in the order of `names`.
-fn record(names: &[String], values: Vec<Value>, i: usize) -> Result<Value> {
-    if values.len() != names.len() {
-        let (n, m, order) = (names.len(), values.len(), names.join(", "));
-        bail!("instances[{i}]: expected {n} values, one per field in the order {order}, got {m}; null is missing");
-    }
-    Ok(Value::Object(names.iter().cloned().zip(values).collect()))
+/// The request body's top level, read without decoding its rows.
+struct Envelope;
+
+struct Read<'de> {
+    /// Data keys present, in order.
+    found: Vec<&'static str>,
+    /// Every key present, for messages.
+    keys: Vec<&'static str>,
+    data: Option<&'de RawValue>,
+    return_probabilities: bool,
 }
 
-/// Records from equally long named columns.
-fn from_columns(columns: Vec<(String, Vec<Value>)>) -> Vec<Value> {
-    let mut records = vec![Map::new(); columns.first().map_or(0, |(_, v)| v.len())];
-    for (name, values) in columns {
-        for (record, value) in records.iter_mut().zip(values) {
-            record.insert(name.clone(), value);
+impl<'de> Visitor<'de> for Envelope {
+    type Value = Read<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
+        let mut read = Read { found: Vec::new(), keys: Vec::new(), data: None, return_probabilities: false };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            check_key(&key, &REQUEST_KEYS, "the request body").map_err(refuse)?;
+            let key = REQUEST_KEYS.into_iter().find(|k| *k == key).expect("checked");
+            if !read.keys.contains(&key) {
+                read.keys.push(key);
+            }
+            match key {
+                "return_probabilities" => {
+                    read.return_probabilities = match map.next_value::<Cell<'de>>()? {
+                        Cell::Null => false,
+                        Cell::Bool(b) => b,
+                        other => {
+                            return Err(bad(format!(
+                                "return_probabilities: expected true or false, got {}",
+                                other.describe()
+                            )));
+                        }
+                    }
+                }
+                "params" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    if !read.found.contains(&key) {
+                        read.found.push(key);
+                    }
+                    read.data = Some(map.next_value()?);
+                }
+            }
         }
+        Ok(read)
     }
-    records.into_iter().map(Value::Object).collect()
-}
-
-fn dataframe_records(data: Value) -> Result<Vec<Value>> {
-    let Value::Array(rows) = data else {
-        bail!("dataframe_records: expected a list of objects, got {}", kind_of(&data));
-    };
-    if let Some((i, row)) = rows.iter().enumerate().find(|(_, row)| !row.is_object()) {
-        bail!("instances[{i}]: expected an object of field values, got {}", kind_of(row));
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Read<'de>, A::Error> {
+        Err(not_an_object("a list"))
     }
-    Ok(rows)
+    fn visit_unit<E: de::Error>(self) -> Result<Read<'de>, E> {
+        Err(not_an_object("null"))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Read<'de>, E> {
+        Err(not_an_object(&b.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&n.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&n.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Read<'de>, E> {
+        Err(not_an_object(&Cell::Number(n, false).describe()))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Read<'de>, E> {
+        Err(not_an_object(&Cell::Text(s.into()).describe()))
+    }
 }
 
-fn dataframe_split(data: Value, fields: &[String]) -> Result<Vec<Value>> {
-    let Value::Object(mut split) = data else {
-        bail!("dataframe_split: expected an object with \"columns\" and \"data\", got {}", kind_of(&data));
-    };
-    check_keys(&split, &["columns", "data", "index"], "dataframe_split")?;
-    let columns: Vec<String> = match split.remove("columns") {
-        None | Some(Value::Null) => fields.to_vec(),
-        Some(Value::Array(names)) if names.iter().all(Value::is_string) => {
-            names.iter().filter_map(Value::as_str).map(String::from).collect()
-        }
-        Some(other) => bail!("dataframe_split.columns: expected a list of field names, got {}", kind_of(&other)),
-    };
-    let Some(Value::Array(rows)) = split.remove("data") else {
-        bail!("dataframe_split.data: expected a list of rows, each a list of values in the order of columns");
-    };
-    rows.into_iter()
-        .enumerate()
-        .map(|(i, row)| match row {
-            Value::Array(values) => record(&columns, values, i),
-            other => bail!("instances[{i}]: expected a row (a list of values), got {}", kind_of(&other)),
-        })
-        .collect()
+fn not_an_object<E: de::Error>(got: &str) -> E {
+    bad(format!("the request body must be a JSON object such as {EXAMPLE}, got {got}"))
 }
 
-fn parse_csv(body: &[u8]) -> Result<Vec<Value>> {
+/// A CSV body: the header's names are checked against the model's fields first, then each row
+/// is read into one reused record and encoded.
+fn decode_csv(body: &[u8], pre: &Preprocessor, sink: &mut dyn RowSink) -> Result<()> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body); // a UTF-8 byte order mark, as Excel writes
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(body);
-    let headers: Vec<String> = reader.headers().map_err(csv_error)?.iter().map(|h| h.trim().to_string()).collect();
-    if let Some(j) = headers.iter().position(String::is_empty) {
-        bail!("CSV header: column {} has no name; name every column after a model field", j + 1);
+    let fields = cells::FieldIndex::new(pre.features.iter().map(|f| f.name.as_str()));
+    let mut order = Vec::new();
+    for (p, name) in reader.headers().map_err(csv_error)?.iter().enumerate() {
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("CSV header: column {} has no name; name every column after a model field", p + 1);
+        }
+        let Some(j) = fields.get(name) else { return Err(fields.unknown(0, name)) };
+        if order.contains(&j) {
+            bail!("CSV header: column {name:?} is given twice; name each field once");
+        }
+        order.push(j);
     }
-    let mut records = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(csv_error)?;
-        records.push(Value::Object(headers.iter().cloned().zip(row.iter().map(csv_cell)).collect()));
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record).map_err(csv_error)? {
+        let (i, row) = sink.next_row()?;
+        for (p, field) in record.iter().enumerate() {
+            let j = order[p];
+            row[j] = pre.encode_scalar(j, csv_cell(field), i).map_err(|e| ProtocolError::bad_request(e.to_string()))?;
+        }
     }
-    if records.is_empty() {
-        bail!("the CSV body has no data rows; send a header line of field names and one row per instance");
-    }
-    Ok(records)
+    Ok(())
 }
 
 fn csv_error(e: csv::Error) -> ProtocolError {
@@ -245,43 +301,28 @@ fn csv_error(e: csv::Error) -> ProtocolError {
         csv::ErrorKind::Utf8 { .. } => format!("malformed CSV at line {line}: the text is not valid UTF-8"),
         _ => format!("malformed CSV: {e}"),
     };
-    ProtocolError { message }
+    ProtocolError::bad_request(message)
 }
 
-/// A CSV field as JSON: missing (the same words as in training tables), a number, or the text.
-fn csv_cell(field: &str) -> Value {
+/// A CSV field as the preprocessing reads it: missing (the same words as in training tables),
+/// a number, or the text.
+fn csv_cell(field: &str) -> crate::preprocess::Scalar<'_> {
+    use crate::preprocess::Scalar;
     let t = field.trim();
     if matches!(t, "" | "NA" | "NaN" | "nan" | "null" | "NULL") {
-        Value::Null
+        Scalar::Null
     } else if let Ok(i) = t.parse::<i64>() {
-        Value::from(i)
-    } else if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-        Value::Number(n)
+        Scalar::Number(i as f64)
+    } else if let Some(n) = t.parse::<f64>().ok().filter(|n| n.is_finite()) {
+        Scalar::Number(n)
     } else {
-        Value::String(field.to_string())
+        Scalar::Text(field)
     }
 }
 
-/// Checks every record names only model fields and holds plain values.
-fn check_records(records: &[Value], fields: &[String]) -> Result<()> {
-    let known: HashSet<&str> = fields.iter().map(String::as_str).collect();
-    for (i, record) in records.iter().enumerate() {
-        for (name, value) in record.as_object().into_iter().flatten() {
-            if !known.contains(name.as_str()) {
-                let hint = suggestion(name, fields.iter().map(String::as_str));
-                bail!("instances[{i}].{name}: unknown field; the model's fields are {}{hint}", fields.join(", "));
-            }
-            if value.is_array() || value.is_object() {
-                let got = kind_of(value);
-                bail!("instances[{i}].{name}: expected a number, string, boolean or null, got {got}; send one value");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_keys(obj: &Map<String, Value>, accepted: &[&str], what: &str) -> Result<()> {
-    if let Some(key) = obj.keys().find(|k| !accepted.contains(&k.as_str())) {
+/// Refuses `key` unless it is one of `accepted`, naming the closest.
+fn check_key(key: &str, accepted: &[&str], what: &str) -> Result<()> {
+    if !accepted.contains(&key) {
         let hint = suggestion(key, accepted.iter().copied());
         bail!("unknown key {key:?} in {what}; accepted keys are {}{hint}", accepted.join(", "));
     }
@@ -317,24 +358,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// A value for messages: scalars as JSON (`null`, `2.5`, `"male"`), containers by kind.
-fn kind_of(v: &Value) -> String {
-    match v {
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
-        Value::String(s) if s.len() > 40 => "a long string".into(),
-        _ => v.to_string(),
-    }
-}
-
 mod infer;
 
-pub use infer::{InferRequest, model_metadata, parse_infer, render_infer};
+pub use infer::{Infer, answer_infer, model_metadata, read_infer};
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
 
+    use serde_json::{Value, json};
+
     use super::*;
+    use crate::batch::Matrix;
 
     pub(super) fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -342,6 +379,46 @@ mod tests {
 
     pub(super) fn three() -> Vec<String> {
         names(&["Pclass", "Sex", "Age"])
+    }
+
+    /// A preprocessing over `fields`: `Sex` and `Embarked` categorical, the rest numbers.
+    pub(super) fn pre_of(fields: &[String]) -> Preprocessor {
+        use crate::preprocess::{FeatureKind, FeatureSpec};
+        let features = fields
+            .iter()
+            .map(|name| {
+                let kind = match name.as_str() {
+                    "Sex" => FeatureKind::Categorical { categories: names(&["female", "male"]) },
+                    "Embarked" => FeatureKind::Categorical { categories: names(&["C", "Q", "S"]) },
+                    _ => FeatureKind::Numeric { integer: false },
+                };
+                FeatureSpec { name: name.clone(), kind }
+            })
+            .collect();
+        Preprocessor { features }
+    }
+
+    /// The encoded matrix of `records`, as text (NaN-aware equality).
+    pub(super) fn encoded(pre: &Preprocessor, records: &[Value]) -> String {
+        let w = pre.width();
+        let mut x = vec![0f32; records.len() * w];
+        for (i, r) in records.iter().enumerate() {
+            pre.encode_record(r, i, &mut x[i * w..(i + 1) * w]).unwrap();
+        }
+        format!("{x:?}")
+    }
+
+    /// A request decoded into a matrix: the matrix as text, the form, and the probabilities flag.
+    pub(super) fn decoded(
+        content_type: Option<&str>,
+        body: &[u8],
+        fields: &[String],
+    ) -> Result<(String, RequestFormat, bool)> {
+        let pre = pre_of(fields);
+        let request = read_request(content_type, body)?;
+        let mut m = Matrix::new(&pre);
+        request.decode(&pre, &mut m)?;
+        Ok((format!("{:?}", m.x), request.format, request.return_probabilities))
     }
 
     pub(super) fn passengers() -> Vec<Value> {
@@ -352,8 +429,8 @@ mod tests {
         ]
     }
 
-    fn parse(content_type: &str, body: &str) -> Result<PredictRequest> {
-        parse_request(Some(content_type), body.as_bytes(), &three())
+    fn parse(content_type: &str, body: &str) -> Result<(String, RequestFormat, bool)> {
+        decoded(Some(content_type), body.as_bytes(), &three())
     }
 
     /// Asserts each `(content type, body)` fails with a message starting with the expected text.
@@ -384,43 +461,34 @@ mod tests {
             (format!(r#"{{"dataframe_split":{split}}}"#), DataframeSplit),
             (format!(r#"{{"dataframe_split":{{"data":{lists}}}}}"#), DataframeSplit),
         ];
+        let expected = encoded(&pre_of(&three()), &passengers());
         for (body, format) in cases {
-            let request = parse("application/json", &body).unwrap_or_else(|e| panic!("{body}: {e}"));
-            assert_eq!((request.records, request.format, request.return_probabilities), (passengers(), format, false));
+            let got = parse("application/json", &body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(got, (expected.clone(), format, false), "{body}");
         }
-        let request = parse("Text/CSV; charset=utf-8", "Age,Sex,Pclass\n22,male,3\n12,male,1\n38,female,1\n").unwrap();
-        assert_eq!((request.records, request.format), (passengers(), Csv));
-        let request = parse("application/json", &format!(r#"{{"instances":{lists},"return_probabilities":true}}"#));
-        let request = request.unwrap();
-        assert!(request.return_probabilities);
-        // The records feed the preprocessing as they are.
-        use crate::preprocess::{FeatureKind, FeatureSpec, Preprocessor};
-        let num = |name: &str| FeatureSpec { name: name.into(), kind: FeatureKind::Numeric { integer: true } };
-        let sex = FeatureKind::Categorical { categories: names(&["female", "male"]) };
-        let pre =
-            Preprocessor { features: vec![num("Pclass"), FeatureSpec { name: "Sex".into(), kind: sex }, num("Age")] };
-        let mut row = [0f32; 3];
-        pre.encode_record(&request.records[2], 2, &mut row).unwrap();
-        assert_eq!(row, [1.0, 0.0, 38.0]);
+        let got = parse("Text/CSV; charset=utf-8", "Age,Sex,Pclass\n22,male,3\n12,male,1\n38,female,1\n").unwrap();
+        assert_eq!((got.0, got.1), (expected.clone(), Csv));
+        let got = parse("application/json", &format!(r#"{{"instances":{lists},"return_probabilities":true}}"#));
+        assert!(got.unwrap().2);
+        assert!(expected.ends_with("1.0, 0.0, 38.0]"), "{expected}");
     }
 
     #[test]
     fn missing_values_are_null_or_absent_and_allowed() {
+        let pre = pre_of(&three());
         let r = parse("application/json", r#"{"instances":[{"Sex":"male","Age":null},[null,"female",4]]}"#).unwrap();
-        assert_eq!(
-            r.records,
-            [json!({"Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": "female", "Age": 4})]
-        );
+        let expected = [json!({"Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": "female", "Age": 4})];
+        assert_eq!(r.0, encoded(&pre, &expected));
         let r = parse("text/csv", "Pclass,Sex,Age\n3,male,\n,NA,2.5\n").unwrap();
         let expected =
             [json!({"Pclass": 3, "Sex": "male", "Age": null}), json!({"Pclass": null, "Sex": null, "Age": 2.5})];
-        assert_eq!(r.records, expected);
+        assert_eq!(r.0, encoded(&pre, &expected));
     }
 
     #[test]
     fn unknown_fields_name_the_instance_and_the_closest_field() {
         let titanic = names(&["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]);
-        let error = |body: &str| parse_request(None, body.as_bytes(), &titanic).unwrap_err().message;
+        let error = |body: &str| decoded(None, body.as_bytes(), &titanic).unwrap_err().message;
         assert_eq!(
             error(r#"{"instances":[{"Age":22},{"Pclass":1,"age":12}]}"#),
             "instances[1].age: unknown field; the model's fields are Pclass, Sex, Age, SibSp, Parch, Fare, Embarked \
@@ -454,7 +522,7 @@ mod tests {
             ("", r#"{"inputs":{"Age":1}}"#, "inputs.Age: expected a list of values, one per instance, got 1"),
             ("", r#"{"instances":[3]}"#, "instances[0]: expected an object of field values or a list of 3 values,"),
             ("", r#"{"dataframe_split":{"columns":["Age","Sex"],"data":[[2]]}}"#, "instances[0]: expected 2 values,"),
-            ("", "{\"instances\": [\n{\"Age\": 22,}]}", "the request body is not valid JSON: trailing comma at line 2"),
+            ("", "{\"instances\": [\n{\"Age\": 22,}]}", "the request body is not valid JSON: key must be a string at line 2"),
             ("", "Age\n22\n", "the request body is not valid JSON: expected value at line 1 column 1; send a JSON"),
             ("", "[1]", r#"the request body must be a JSON object such as {"instances": [{"field": value, …}]}, got"#),
             ("", " \n", "the request body is empty;"),
@@ -484,33 +552,9 @@ mod tests {
     #[test]
     fn csv_handles_quotes_and_crlf() {
         let r =
-            parse("text/csv", "\u{feff}Sex,\"Age\",Pclass\r\n\"ma,le\",22,3\r\n\"say \"\"hi\"\"\",1e1,1\r\n").unwrap();
+            parse("text/csv", "\u{feff}Sex,\"Age\",Pclass\r\n\"male\",22,3\r\n\"say \"\"hi\"\"\",1e1,1\r\n").unwrap();
         let second = json!({"Sex": "say \"hi\"", "Age": 10.0, "Pclass": 1});
-        assert_eq!(r.records, [json!({"Sex": "ma,le", "Age": 22, "Pclass": 3}), second]);
-    }
-
-    #[test]
-    fn renders_predictions() {
-        let preds = [
-            Prediction { value: json!(0), probabilities: Some(vec![0.75, 0.25]) },
-            Prediction { value: json!(1), probabilities: Some(vec![0.125, 0.875]) },
-        ];
-        assert_eq!(render(RequestFormat::Instances, &preds, false), json!({"predictions": [0, 1]}));
-        let expected = json!({"predictions": [0, 1], "probabilities": [[0.75, 0.25], [0.125, 0.875]]});
-        assert_eq!(render(RequestFormat::Csv, &preds, true), expected);
-        let regression = [Prediction { value: json!(2.5f32), probabilities: None }];
-        assert_eq!(render(RequestFormat::Inputs, &regression, true), json!({"predictions": [2.5]}));
-        assert_eq!(
-            render_infer("titanic", "3", Some("r1"), &preds),
-            json!({"model_name": "titanic", "model_version": "3", "id": "r1", "outputs": [
-                {"name": "predict", "shape": [2], "datatype": "INT64", "data": [0, 1]},
-                {"name": "predict_proba", "shape": [2, 2], "datatype": "FP32", "data": [0.75, 0.25, 0.125, 0.875]}]})
-        );
-        let labels = [json!("yes"), json!(2)].map(|value| Prediction { value, probabilities: None });
-        let v = render_infer("m", "1", None, &labels);
-        assert_eq!(v.get("id"), None);
-        assert_eq!(v["outputs"], json!([{"name": "predict", "shape": [2], "datatype": "BYTES", "data": ["yes", "2"]}]));
-        assert_eq!(render_infer("m", "1", None, &regression)["outputs"][0]["datatype"], "FP64");
+        assert_eq!(r.0, encoded(&pre_of(&three()), &[json!({"Sex": "male", "Age": 22, "Pclass": 3}), second]));
     }
 
     #[test]

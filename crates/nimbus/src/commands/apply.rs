@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::CliError;
 use crate::cli::Global;
-use crate::client::{Client, encode_key, encode_segment};
+use crate::client::{Client, encode_segment};
 use crate::project::{self, Project};
 
 /// Applies the project at `path`; with `dry_run` only says what it would do.
@@ -31,7 +31,9 @@ pub async fn apply(
     let result = {
         let mut record = |line: String| {
             if !line.ends_with(": unchanged") && !line.starts_with("project ") {
-                changed.push(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+                // "group    titanic: create" -> "group titanic"
+                let what = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                changed.push(what.trim_end_matches(':').to_string());
             }
             say(line)
         };
@@ -90,7 +92,8 @@ async fn apply_all(
             continue;
         }
         if !dry_run {
-            let path = format!("/buckets/{}/objects/{}", encode_segment(bucket), encode_key(key));
+            let path = crate::client::object_path(bucket, key)
+                .map_err(|e| prefix(e, &format!("upload {} -> {}", u.file.display(), u.to)))?;
             let ct = if key.ends_with(".csv") { "text/csv" } else { "application/octet-stream" };
             client
                 .send_file("PUT", &path, &local, ct)

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::CliError;
 use crate::cli::{Global, StoreCommand};
-use crate::client::{Client, encode_key, encode_segment};
+use crate::client::{Client, encode_segment, object_path};
 use crate::output::{self, cell};
 
 /// `s3://bucket[/key]` split into its parts.
@@ -19,10 +19,6 @@ fn parse_s3(text: &str) -> Result<(String, String), CliError> {
         return Err(CliError::Input(format!("{text:?} names no bucket; use s3://bucket/key")));
     }
     Ok((bucket.to_string(), key.to_string()))
-}
-
-fn object_path(bucket: &str, key: &str) -> String {
-    format!("/buckets/{}/objects/{}", encode_segment(bucket), encode_key(key))
 }
 
 fn guess_content_type(path: &Path) -> &'static str {
@@ -89,7 +85,7 @@ pub async fn run(g: &Global, cmd: StoreCommand) -> Result<(), CliError> {
                     "{target:?} names no key; to remove a bucket use `nimbus store rb`"
                 )));
             }
-            client.json("DELETE", &object_path(&bucket, &key), &[], None).await?;
+            client.json("DELETE", &object_path(&bucket, &key)?, &[], None).await?;
             outln!("delete: s3://{bucket}/{key}");
             Ok(())
         }
@@ -157,7 +153,7 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
                 key.push_str(path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
             }
             let ct = content_type.unwrap_or_else(|| guess_content_type(&path).to_string());
-            let answer = client.send_file("PUT", &object_path(&bucket, &key), &path, &ct).await?;
+            let answer = client.send_file("PUT", &object_path(&bucket, &key)?, &path, &ct).await?;
             let v: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
             report(g, &v, &format!("upload: {src} to s3://{bucket}/{key}"));
             Ok(())
@@ -177,7 +173,7 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
                 }
                 path = path.join(name);
             }
-            let (_, size, sha) = client.download(&object_path(&bucket, &key), &path).await?;
+            let (_, size, sha) = client.download(&object_path(&bucket, &key)?, &path).await?;
             let v = serde_json::json!({"bucket": bucket, "key": key, "file": path.display().to_string(), "size": size, "sha256": sha});
             report(g, &v, &format!("download: s3://{bucket}/{key} to {}", path.display()));
             Ok(())
@@ -191,13 +187,13 @@ async fn cp(client: &Client, g: &Global, src: &str, dst: &str, content_type: Opt
             // Through a temporary file, so an object of any size streams both ways.
             let tmp = tempfile::NamedTempFile::new()
                 .map_err(|e| CliError::Failure(format!("cannot make a temporary file: {e}")))?;
-            let (headers, _, _) = client.download(&object_path(&sb, &sk), tmp.path()).await?;
+            let (headers, _, _) = client.download(&object_path(&sb, &sk)?, tmp.path()).await?;
             let ct = headers
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            let put = client.send_file("PUT", &object_path(&db, &dk), tmp.path(), &ct).await?;
+            let put = client.send_file("PUT", &object_path(&db, &dk)?, tmp.path(), &ct).await?;
             let v: Value = serde_json::from_slice(&put.body).unwrap_or(Value::Null);
             report(g, &v, &format!("copy: s3://{sb}/{sk} to s3://{db}/{dk}"));
             Ok(())
