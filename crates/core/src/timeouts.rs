@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// The error a request body yields when it did not arrive within the body read timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0:?} (the server's --body-timeout); send it faster or raise the limit")]
+#[error(
+    "the request body did not arrive within {0:?} (the server's --body-timeout); send it faster or raise the limit"
+)]
 pub struct BodyTimeout(pub Duration);
 
 /// Whether `e`, or any error it wraps, is the body read timeout.

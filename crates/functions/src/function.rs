@@ -214,10 +214,7 @@ impl Function {
         // The bytes must be the ones approved: the digest the version recorded, not whatever
         // the object holds now.
         let bytes = self.store.get_expecting(bucket, key, &version.artifact_sha256).await.map_err(|e| {
-            InvokeError::Unavailable(format!(
-                "function {}: model {group} version {}: {e}",
-                self.name, version.version
-            ))
+            InvokeError::Unavailable(format!("function {}: model {group} version {}: {e}", self.name, version.version))
         })?;
         let predictor = tokio::task::spawn_blocking(move || Predictor::from_slice(&bytes))
             .await
@@ -302,7 +299,12 @@ impl Function {
     }
 
     /// Answers a prediction request body (the seeds' and MLflow's forms, CSV).
-    pub async fn invoke(&self, call: &Call, content_type: Option<&str>, body: &[u8]) -> Result<Invocation, InvokeError> {
+    pub async fn invoke(
+        &self,
+        call: &Call,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Invocation, InvokeError> {
         self.run(call, Protocol::Predict, content_type, body).await
     }
 
@@ -419,18 +421,37 @@ mod tests {
         let pre = Preprocessor::fit(&t, &["Age".into()], &[]).unwrap();
         let labels = train::labels(&t, "Survived", "binary:logistic").unwrap();
         let params = [("objective".to_string(), serde_json::json!("binary:logistic"))].into_iter().collect();
-        let model = train::fit(&pre.transform_table(&t).unwrap(), &pre, &labels, &train::TrainSpec { params, num_round: 2 })
-            .unwrap();
-        let bundle = Bundle::new(&model, &pre, "binary:logistic", "Survived", labels.classes, Default::default(), Default::default())
-            .unwrap()
-            .to_vec();
+        let model =
+            train::fit(&pre.transform_table(&t).unwrap(), &pre, &labels, &train::TrainSpec { params, num_round: 2 })
+                .unwrap();
+        let bundle = Bundle::new(
+            &model,
+            &pre,
+            "binary:logistic",
+            "Survived",
+            labels.classes,
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap()
+        .to_vec();
         f.store.ensure_bucket("models").await.unwrap();
         let key = format!("titanic/{}.json", nimbus_core::new_id());
         let object = f.store.put("models", &key, bundle.into(), "application/json").await.unwrap();
-        let version = nimbus_registry::NewVersion {
+        let version = new_version(&object, object.size, status);
+        f.registry.register("titanic", version, "test").await.unwrap().version
+    }
+
+    /// A native-model version of `object`, recorded as `size` bytes.
+    fn new_version(
+        object: &nimbus_store::ObjectInfo,
+        size: i64,
+        status: nimbus_registry::ApprovalStatus,
+    ) -> nimbus_registry::NewVersion {
+        nimbus_registry::NewVersion {
             artifact_uri: object.uri(),
-            artifact_sha256: object.sha256,
-            artifact_size: object.size,
+            artifact_sha256: object.sha256.clone(),
+            artifact_size: size,
             format: "nimbus-model".into(),
             input_schema: Default::default(),
             output_schema: Default::default(),
@@ -440,8 +461,7 @@ mod tests {
             tags: Default::default(),
             description: String::new(),
             status: Some(status),
-        };
-        f.registry.register("titanic", version, "test").await.unwrap().version
+        }
     }
 
     #[tokio::test]
@@ -554,20 +574,7 @@ mod tests {
         // The recorded size is what the check reads; the object itself can be small.
         f.store.ensure_bucket("models").await.unwrap();
         let object = f.store.put("models", "titanic/huge.json", "{}".into(), "application/json").await.unwrap();
-        let version = nimbus_registry::NewVersion {
-            artifact_uri: object.uri(),
-            artifact_sha256: object.sha256,
-            artifact_size: 300 << 20,
-            format: "nimbus-model".into(),
-            input_schema: Default::default(),
-            output_schema: Default::default(),
-            metrics: Default::default(),
-            parameters: Default::default(),
-            lineage: Default::default(),
-            tags: Default::default(),
-            description: String::new(),
-            status: Some(nimbus_registry::ApprovalStatus::Approved),
-        };
+        let version = new_version(&object, 300 << 20, nimbus_registry::ApprovalStatus::Approved);
         f.registry.register("titanic", version, "test").await.unwrap();
         let e = f.invoke(&Call::new(), None, b"{}").await.err().expect("over the limit");
         let InvokeError::Unavailable(m) = &e else { panic!("{e}") };

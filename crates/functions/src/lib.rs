@@ -283,3 +283,44 @@ impl Functions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn functions() -> (tempfile::TempDir, Functions) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("meta.db")).await.unwrap();
+        let store = Store::local(db.clone(), &dir.path().join("objects")).unwrap();
+        let registry = Registry::new(db.clone());
+        let partition = Partition { region: "us-east-1".into(), account: "000000000000".into() };
+        (dir, Functions::open(db, store, registry, partition).await.unwrap())
+    }
+
+    fn spec(default: bool) -> FunctionSpec {
+        serde_json::from_value(serde_json::json!({"kind": "model", "model_group": "g", "default": default})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_puts_lose_no_function_and_one_default_wins() {
+        let (_dir, f) = functions().await;
+        let puts = (0..16).map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move { f.put(&format!("f{i}"), spec(false), "t").await })
+        });
+        for p in puts {
+            p.await.unwrap().unwrap();
+        }
+        assert_eq!(f.list().len(), 16, "every concurrent create is in the table");
+        let defaults = (0..8).map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move { f.put(&format!("d{i}"), spec(true), "t").await.is_ok() })
+        });
+        let mut won = 0;
+        for d in defaults {
+            won += usize::from(d.await.unwrap());
+        }
+        assert_eq!(won, 1, "exactly one of the racing defaults is accepted");
+        assert_eq!(f.list().iter().filter(|x| x.spec.default).count(), 1);
+    }
+}

@@ -10,10 +10,10 @@
 //! Error`, 504 `Endpoint request timed out`). Each request writes one JSON access-log line.
 #![forbid(unsafe_code)]
 
-pub mod router;
-pub mod spec;
 #[cfg(test)]
 mod proptests;
+pub mod router;
+pub mod spec;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -103,8 +103,7 @@ impl Gateway {
                 Err(e) => tracing::error!(api = %stored.name, "stored API is invalid, not deployed: {e}"),
             }
         }
-        let inner =
-            Inner {
+        let inner = Inner {
             db,
             functions,
             table: ArcSwap::from_pointee(compile_table(apis)),
@@ -128,7 +127,9 @@ impl Gateway {
         let compiled = Arc::new(CompiledApi::compile(name, spec.clone()).map_err(invalid)?);
         let _one_at_a_time = self.inner.put_lock.lock().await;
         for host in &spec.hosts {
-            if let Some(other) = self.inner.table.load().hosts.get(&host.to_ascii_lowercase()).filter(|a| a.name != name) {
+            if let Some(other) =
+                self.inner.table.load().hosts.get(&host.to_ascii_lowercase()).filter(|a| a.name != name)
+            {
                 return Err(invalid(format!(
                     "hosts: {host:?} is already claimed by api {}; a host name belongs to one API, so remove it from \
                      one of api {} and api {name}",

@@ -156,6 +156,14 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_segment_is_no_parameter() {
+        // Found by `proptests`: matchit 0.8.4 matched `//x` to `/{id}/x` with `id` empty.
+        let a = api(&["GET /{id}/x", "GET /a/{b}/{c}"]).unwrap();
+        assert!(a.find("GET", "//x").is_none() && a.find("GET", "/a//c").is_none());
+        assert_eq!(a.find("GET", "/7/x").map(|m| m.params), Some(vec![("id".into(), "7".into())]));
+    }
+
+    #[test]
     fn conflicts_are_named() {
         let e = api(&["GET /items/{id}", "GET /items/{name}"]).unwrap_err();
         assert!(e.contains("conflicts"), "{e}");

@@ -112,7 +112,9 @@ impl<'a> Batch<'a> {
             .labels
             .iter()
             .map(|l| match l {
-                Value::Number(_) | Value::Bool(_) if infer && datatype == "BYTES" => json_bytes(&Value::String(l.to_string())),
+                Value::Number(_) | Value::Bool(_) if infer && datatype == "BYTES" => {
+                    json_bytes(&Value::String(l.to_string()))
+                }
                 _ => json_bytes(l),
             })
             .collect();

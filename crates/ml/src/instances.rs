@@ -19,7 +19,11 @@ use crate::protocols::ProtocolError;
 /// Answers the seeds' body with `predictor`, rows predicted a chunk at a time (see
 /// [`crate::batch`]); `None` when the general path must handle the body. A refusal of the batch
 /// itself (cancelled, answer too large) is `Some(Err)`.
-pub fn answer(body: &[u8], predictor: &Predictor, cancel: Option<&AtomicBool>) -> Option<Result<Vec<u8>, ProtocolError>> {
+pub fn answer(
+    body: &[u8],
+    predictor: &Predictor,
+    cancel: Option<&AtomicBool>,
+) -> Option<Result<Vec<u8>, ProtocolError>> {
     let pre = predictor.preprocessor();
     let mut batch = Batch::new(predictor, Form::Predict, false, cancel);
     let mut failed = None;
@@ -64,7 +68,9 @@ pub fn decode(body: &[u8], pre: &Preprocessor) -> Option<Decoded> {
 enum Asked {
     Predictions,
     /// With probabilities; `collected` when the sink was told before its first row.
-    Probabilities { collected: bool },
+    Probabilities {
+        collected: bool,
+    },
 }
 
 /// Scans the body into `sink`; `None` for the general path (or, with `failed` set, when the
@@ -123,7 +129,12 @@ impl WantsProbabilities for Matrix {
     }
 }
 
-fn rows(s: &mut Scan<'_>, pre: &Preprocessor, sink: &mut dyn RowSink, failed: &mut Option<ProtocolError>) -> Option<()> {
+fn rows(
+    s: &mut Scan<'_>,
+    pre: &Preprocessor,
+    sink: &mut dyn RowSink,
+    failed: &mut Option<ProtocolError>,
+) -> Option<()> {
     s.eat(b'[')?;
     if s.eat(b']').is_some() {
         return Some(());

@@ -366,8 +366,8 @@ pub fn bundle_to_xgboost_json(bundle: &Bundle) -> Result<Vec<u8>, MlError> {
             pre.width()
         )));
     }
-    let mut doc: Value = serde_json::from_str(bundle.model.booster.get())
-        .map_err(|e| MlError::Bundle(format!("model.booster: {e}")))?;
+    let mut doc: Value =
+        serde_json::from_str(bundle.model.booster.get()).map_err(|e| MlError::Bundle(format!("model.booster: {e}")))?;
     let learner = doc
         .get_mut("learner")
         .and_then(Value::as_object_mut)

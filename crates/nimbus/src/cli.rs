@@ -174,7 +174,8 @@ pub struct ServeArgs {
     /// Seconds a keep-alive connection may stay idle before it is closed
     #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = seconds)]
     pub idle_timeout: f64,
-    /// Seconds a request's body may take to arrive (slower uploads get 408)
+    /// Seconds a request's body may take to arrive, plus one per 64 KiB received (slower
+    /// uploads get 408)
     #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = seconds)]
     pub body_timeout: f64,
     /// Connections served at once; more wait until one closes

@@ -108,8 +108,18 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
     for (name, spec) in &project.functions {
         spec.validate(name).map_err(|e| CliError::Input(format!("{}: functions.{name}: {e}", file.display())))?;
     }
+    let mut hosts: BTreeMap<String, &str> = BTreeMap::new();
     for (name, spec) in &project.apis {
         spec.validate(name).map_err(|e| CliError::Input(format!("{}: apis.{name}: {e}", file.display())))?;
+        for host in &spec.hosts {
+            if let Some(other) = hosts.insert(host.to_ascii_lowercase(), name) {
+                return Err(CliError::Input(format!(
+                    "{}: apis.{name}.hosts: {:?} is also claimed by apis.{other}; a host name belongs to one API",
+                    file.display(),
+                    host.to_ascii_lowercase()
+                )));
+            }
+        }
         for (key, route) in &spec.routes {
             if !project.functions.contains_key(&route.function) {
                 return Err(CliError::Input(format!(

@@ -10,7 +10,8 @@
 //!   server closes the supervisor's stdin (a timeout, a stop, the server shutting down or
 //!   dying, even by `kill -9`), it kills every process below it, reaps them, and exits with the
 //!   command's status. After a stop it also removes the work directory (`--work-dir`), which a
-//!   dead server could not.
+//!   dead server could not. Its stdin must therefore be a pipe the server holds open for as
+//!   long as the command may run (an empty stdin stops the command at once).
 //! - The **confined part** (`sandbox-exec --inner …`) asks the kernel to kill it when the
 //!   supervisor dies, restricts itself, and `exec`s the command, which keeps every
 //!   restriction:

@@ -152,9 +152,17 @@ pub struct Sandbox {
     work_root: PathBuf,
     /// The nimbus binary, re-executed as the confining helper.
     helper: Option<PathBuf>,
-    /// The process groups running now, with the stdin of their supervisor (closing it tells the
-    /// supervisor to end everything); `None` for unconfined commands, ended by killing the group.
-    live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
+    /// The process groups running now, by group id.
+    live: Arc<Mutex<HashMap<i32, Live>>>,
+}
+
+/// A command running now.
+#[derive(Debug)]
+struct Live {
+    /// Run under a supervising helper, which ends it (rather than by killing its group).
+    supervised: bool,
+    /// The supervisor's stdin until it is closed, which tells the supervisor to end everything.
+    stdin: Option<tokio::process::ChildStdin>,
 }
 
 impl Sandbox {
@@ -281,7 +289,7 @@ impl Sandbox {
             .kill_on_drop(!supervised);
         let mut child = child.spawn().map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
         let group = child.id().map(|id| id as i32);
-        let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g, child.stdin.take()));
+        let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g, supervised, child.stdin.take()));
 
         let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(256);
         let mut readers = Vec::new();
@@ -345,10 +353,11 @@ impl Sandbox {
     /// each supervisor to end its command's processes, and kills unconfined commands' groups.
     pub fn kill_all(&self) -> usize {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        for (g, stdin) in live.iter_mut() {
-            match stdin.take() {
-                Some(stdin) => drop(stdin),
-                None => kill_group(*g),
+        for (g, run) in live.iter_mut() {
+            if run.supervised {
+                drop(run.stdin.take());
+            } else {
+                kill_group(*g);
             }
         }
         live.len()
@@ -356,7 +365,8 @@ impl Sandbox {
 
     /// Closes the stdin of the supervisor of `group`: it ends the command and its processes.
     fn release(&self, group: i32) {
-        let stdin = self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&group).and_then(Option::take);
+        let stdin =
+            self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&group).and_then(|run| run.stdin.take());
         drop(stdin);
     }
 
@@ -370,19 +380,19 @@ impl Sandbox {
 /// supervised command is ended by its supervisor (its stdin closes with the entry); an
 /// unconfined one by killing its group.
 struct GroupGuard {
-    live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
+    live: Arc<Mutex<HashMap<i32, Live>>>,
     group: i32,
     supervised: bool,
 }
 
 impl GroupGuard {
     fn new(
-        live: Arc<Mutex<HashMap<i32, Option<tokio::process::ChildStdin>>>>,
+        live: Arc<Mutex<HashMap<i32, Live>>>,
         group: i32,
+        supervised: bool,
         stdin: Option<tokio::process::ChildStdin>,
     ) -> GroupGuard {
-        let supervised = stdin.is_some();
-        live.lock().unwrap_or_else(|e| e.into_inner()).insert(group, stdin);
+        live.lock().unwrap_or_else(|e| e.into_inner()).insert(group, Live { supervised, stdin });
         GroupGuard { live, group, supervised }
     }
 }

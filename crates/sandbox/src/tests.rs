@@ -1,6 +1,6 @@
 //! Runs without the confining helper (the test binary is not nimbus): process groups, timeouts,
 //! cancels and bounded logs. Confinement itself is tested through the real binary
-//! (`crates/nimbus/tests/it/sandbox.rs`).
+//! (`crates/nimbus/tests/it/hardening_processes.rs`).
 
 use std::time::Duration;
 
@@ -71,7 +71,7 @@ async fn cancel_and_kill_all_end_running_commands() {
     let (_d, sandbox) = unconfined();
     let work = sandbox.work_dir("cancel").unwrap();
     let marker = format!("sleep 4444{}", std::process::id() % 1000);
-    let cmd = sh(&format!("{marker}"), Duration::from_secs(60), work.path());
+    let cmd = sh(&marker, Duration::from_secs(60), work.path());
     let (tx, rx) = watch::channel(false);
     let s = sandbox.clone();
     let running = tokio::spawn(async move { s.run(&cmd, rx, &mut |_| {}).await.unwrap() });
@@ -82,7 +82,7 @@ async fn cancel_and_kill_all_end_running_commands() {
     assert_eq!(running.await.unwrap().ending, Ending::Cancelled);
     assert!(processes_with(&marker).is_empty());
 
-    let cmd = sh(&format!("{marker}"), Duration::from_secs(60), work.path());
+    let cmd = sh(&marker, Duration::from_secs(60), work.path());
     let (_tx, rx) = watch::channel(false);
     let s = sandbox.clone();
     let running = tokio::spawn(async move { s.run(&cmd, rx, &mut |_| {}).await.unwrap() });

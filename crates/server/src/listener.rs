@@ -6,8 +6,10 @@
 //!   request); a client that trickles a header byte a second is dropped;
 //! - **idle timeout**: a keep-alive connection with no request in flight and no bytes moving
 //!   is closed after it;
-//! - **body read timeout**: a request body must arrive whole within it, counted from the
-//!   request's start; a slow upload gets `408` (the handler sees [`BodyTimeout`]).
+//! - **body read timeout**: a request body must arrive within it, counted from the request's
+//!   start, plus one second for every [`MIN_BODY_RATE`] bytes received (so a 5 GiB upload at
+//!   any reasonable speed finishes, and a drip does not); a slow upload gets `408` (the
+//!   handler sees [`BodyTimeout`]).
 //!
 //! Each connection has a small shared state ([`ConnState`]) that its socket wrapper updates on
 //! every read and write and its service updates at each request's start and end; a watchdog in
@@ -189,6 +191,9 @@ pub use nimbus_core::timeouts::{BodyTimeout, is_body_timeout};
 
 /// A request body that fails with [`BodyTimeout`] once its deadline passes. The timer is only
 /// armed when the body is not already there.
+/// Bytes a second a body must keep up, beyond its first `--body-timeout` seconds.
+pub const MIN_BODY_RATE: u64 = 64 * 1024;
+
 struct TimedBody {
     inner: Incoming,
     deadline: Instant,
@@ -203,7 +208,15 @@ impl http_body::Body for TimedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Ready(frame) => {
+                // Every byte that arrives earns the body more time, at the minimum rate: a large
+                // upload at any reasonable speed finishes; a drip does not.
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref().map_or(0, Bytes::len))) {
+                    this.deadline += Duration::from_secs_f64(data as f64 / MIN_BODY_RATE as f64);
+                    this.timer = None;
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
             Poll::Pending => {
                 let deadline = this.deadline;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

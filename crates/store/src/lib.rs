@@ -513,6 +513,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_keys_no_url_can_address_are_refused() {
+        let (_dir, s) = store().await;
+        s.create_bucket("data").await.unwrap();
+        for key in [".", ".."] {
+            let e = s.put("data", key, Bytes::from_static(b"x"), "t").await.unwrap_err();
+            assert!(matches!(e, StoreError::InvalidName(_)), "{key}: {e}");
+        }
+        for key in ["...", ".x", "a/..", "../a", "%2E%2E"] {
+            s.put("data", key, Bytes::from_static(b"x"), "t").await.unwrap();
+        }
+    }
+
+    #[tokio::test]
     async fn put_get_list_delete() {
         let (dir, s) = store().await;
         s.create_bucket("data").await.unwrap();

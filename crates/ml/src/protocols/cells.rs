@@ -14,6 +14,31 @@ use serde_json::Value;
 use super::{ErrorKind, ProtocolError};
 use crate::preprocess::Scalar;
 
+/// The scalar visits of a visitor that wants a list or an object: each refuses with
+/// `self.wrong(cell)`, naming what came.
+macro_rules! scalars_are_wrong {
+    ($value:ty) => {
+        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Null))
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Bool(b)))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Number(n as f64, true)))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Number(n as f64, true)))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Number(n, false)))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<$value, E> {
+            Err(self.wrong(&Cell::Text(s.into())))
+        }
+    };
+}
+
 const MARK: char = '\u{0}';
 
 /// A serde error carrying a decoder's refusal.

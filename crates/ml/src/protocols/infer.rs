@@ -64,7 +64,8 @@ pub fn read_infer(body: &[u8]) -> Result<Infer<'_>> {
         bail!("the request body is empty; send a JSON object such as {INFER_EXAMPLE}");
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let read = de.deserialize_any(Envelope).and_then(|r| de.end().map(|()| r)).map_err(|e| from_json(e, INFER_EXAMPLE))?;
+    let read =
+        de.deserialize_any(Envelope).and_then(|r| de.end().map(|()| r)).map_err(|e| from_json(e, INFER_EXAMPLE))?;
     let id = read.id;
     let Some(inputs) = read.inputs.filter(|i| !i.is_empty()) else {
         bail!("inputs is missing or empty; send input tensors such as {INFER_EXAMPLE}");
@@ -105,7 +106,12 @@ impl Infer<'_> {
     }
 }
 
-fn per_field(tensors: &[Tensor<'_>], pre: &Preprocessor, fields: &FieldIndex<'_>, sink: &mut dyn RowSink) -> Result<()> {
+fn per_field(
+    tensors: &[Tensor<'_>],
+    pre: &Preprocessor,
+    fields: &FieldIndex<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<()> {
     let unknown: Vec<String> = tensors
         .iter()
         .filter(|t| fields.get(&t.name).is_none())
@@ -135,7 +141,11 @@ fn per_field(tensors: &[Tensor<'_>], pre: &Preprocessor, fields: &FieldIndex<'_>
         t.check_count(values.len())?;
         if let Some((_, first)) = columns.first().filter(|(_, c)| c.len() != values.len()) {
             let (m, n) = (values.len(), first.len());
-            bail!("{}: has {m} values but {} has {n}; send one value per instance in every input", t.label, tensors[0].label);
+            bail!(
+                "{}: has {m} values but {} has {n}; send one value per instance in every input",
+                t.label,
+                tensors[0].label
+            );
         }
         columns.push((j, values));
     }
@@ -306,25 +316,14 @@ impl<'de> Visitor<'de> for Envelope {
         Ok(read)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Read<'de>, A::Error> {
-        Err(not_an_object("a list"))
+        Err(self.wrong(&Cell::List))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Read<'de>, E> {
-        Err(not_an_object("null"))
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Read<'de>, E> {
-        Err(not_an_object(&b.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&n.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&n.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&Cell::Number(n, false).describe()))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Read<'de>, E> {
-        Err(not_an_object(&Cell::Text(s.into()).describe()))
+    scalars_are_wrong!(Read<'de>);
+}
+
+impl Envelope {
+    fn wrong<E: de::Error>(&self, got: &Cell<'_>) -> E {
+        not_an_object(&got.describe())
     }
 }
 
@@ -351,25 +350,30 @@ impl<'de> de::Deserialize<'de> for Inputs<'de> {
                 Ok(Inputs(inputs))
             }
             fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Inputs<'de>, A::Error> {
-                Err(bad("inputs: expected a list of input tensors, got an object".into()))
+                Err(self.wrong(&Cell::Object))
             }
             fn visit_unit<E>(self) -> Result<Inputs<'de>, E> {
                 Ok(Inputs(Vec::new()))
             }
             fn visit_bool<E: de::Error>(self, b: bool) -> Result<Inputs<'de>, E> {
-                Err(bad(format!("inputs: expected a list of input tensors, got {b}")))
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Inputs<'de>, E> {
-                Err(bad(format!("inputs: expected a list of input tensors, got {}", Cell::Number(n, false).describe())))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Inputs<'de>, E> {
-                Err(bad(format!("inputs: expected a list of input tensors, got {n}")))
+                Err(self.wrong(&Cell::Bool(b)))
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Inputs<'de>, E> {
-                Err(bad(format!("inputs: expected a list of input tensors, got {n}")))
+                Err(self.wrong(&Cell::Number(n as f64, true)))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Inputs<'de>, E> {
+                Err(self.wrong(&Cell::Number(n as f64, true)))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Inputs<'de>, E> {
+                Err(self.wrong(&Cell::Number(n, false)))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Inputs<'de>, E> {
-                Err(bad(format!("inputs: expected a list of input tensors, got {}", Cell::Text(s.into()).describe())))
+                Err(self.wrong(&Cell::Text(s.into())))
+            }
+        }
+        impl V {
+            fn wrong<E: de::Error>(&self, got: &Cell<'_>) -> E {
+                bad(format!("inputs: expected a list of input tensors, got {}", got.describe()))
             }
         }
         d.deserialize_any(V)
@@ -444,30 +448,14 @@ impl<'de> Visitor<'de> for HeaderSeed {
         Ok(h)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Header<'de>, A::Error> {
-        Err(self.wrong("a list"))
+        Err(self.wrong(&Cell::List))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Header<'de>, E> {
-        Err(self.wrong("null"))
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Header<'de>, E> {
-        Err(self.wrong(&b.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Header<'de>, E> {
-        Err(self.wrong(&n.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Header<'de>, E> {
-        Err(self.wrong(&n.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Header<'de>, E> {
-        Err(self.wrong(&Cell::Number(n, false).describe()))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Header<'de>, E> {
-        Err(self.wrong(&Cell::Text(s.into()).describe()))
-    }
+    scalars_are_wrong!(Header<'de>);
 }
 
 impl HeaderSeed {
-    fn wrong<E: de::Error>(&self, got: &str) -> E {
+    fn wrong<E: de::Error>(&self, got: &Cell<'_>) -> E {
+        let got = got.describe();
         bad(format!("inputs[{}]: expected an object with name, shape, datatype and data, got {got}", self.0))
     }
 }

@@ -12,31 +12,6 @@ use super::{ProtocolError, Result, check_key};
 use crate::batch::RowSink;
 use crate::preprocess::Preprocessor;
 
-/// The scalar visits of a visitor that wants a list or an object: each refuses with
-/// `self.wrong(cell)`, naming what came.
-macro_rules! scalars_are_wrong {
-    ($value:ty) => {
-        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Null))
-        }
-        fn visit_bool<E: de::Error>(self, b: bool) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Bool(b)))
-        }
-        fn visit_i64<E: de::Error>(self, n: i64) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Number(n as f64, true)))
-        }
-        fn visit_u64<E: de::Error>(self, n: u64) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Number(n as f64, true)))
-        }
-        fn visit_f64<E: de::Error>(self, n: f64) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Number(n, false)))
-        }
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<$value, E> {
-            Err(self.wrong(&Cell::Text(s.into())))
-        }
-    };
-}
-
 /// What the decoders share: the model's preprocessing and field names, and the sink.
 pub(super) struct Rows<'s, 'p> {
     pub pre: &'p Preprocessor,
@@ -319,7 +294,9 @@ impl<'de> Visitor<'de> for Split<'_, '_, '_> {
                 for name in names {
                     let j = self.rows.fields.get(name).ok_or_else(|| refuse(self.rows.fields.unknown(0, name)))?;
                     if order.contains(&j) {
-                        return Err(bad(format!("dataframe_split.columns: {name:?} is given twice; name each field once")));
+                        return Err(bad(format!(
+                            "dataframe_split.columns: {name:?} is given twice; name each field once"
+                        )));
                     }
                     order.push(j);
                 }

@@ -70,6 +70,7 @@ macro_rules! bail {
     };
 }
 
+#[macro_use]
 mod cells;
 mod json;
 
@@ -143,7 +144,8 @@ pub fn read_request<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<Re
         bail!("the request body is empty; send a JSON object such as {example}");
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let envelope = de.deserialize_any(Envelope).and_then(|e| de.end().map(|()| e)).map_err(|e| from_json(e, &example))?;
+    let envelope =
+        de.deserialize_any(Envelope).and_then(|e| de.end().map(|()| e)).map_err(|e| from_json(e, &example))?;
     let [key] = envelope.found[..] else {
         let present = if envelope.found.is_empty() { envelope.keys } else { envelope.found.clone() };
         let present = if present.is_empty() { "no keys".to_string() } else { present.join(", ") };
@@ -237,25 +239,14 @@ impl<'de> Visitor<'de> for Envelope {
         Ok(read)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Read<'de>, A::Error> {
-        Err(not_an_object("a list"))
+        Err(self.wrong(&Cell::List))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Read<'de>, E> {
-        Err(not_an_object("null"))
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Read<'de>, E> {
-        Err(not_an_object(&b.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&n.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&n.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Read<'de>, E> {
-        Err(not_an_object(&Cell::Number(n, false).describe()))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Read<'de>, E> {
-        Err(not_an_object(&Cell::Text(s.into()).describe()))
+    scalars_are_wrong!(Read<'de>);
+}
+
+impl Envelope {
+    fn wrong<E: de::Error>(&self, got: &Cell<'_>) -> E {
+        not_an_object(&got.describe())
     }
 }
 
@@ -522,7 +513,11 @@ mod tests {
             ("", r#"{"inputs":{"Age":1}}"#, "inputs.Age: expected a list of values, one per instance, got 1"),
             ("", r#"{"instances":[3]}"#, "instances[0]: expected an object of field values or a list of 3 values,"),
             ("", r#"{"dataframe_split":{"columns":["Age","Sex"],"data":[[2]]}}"#, "instances[0]: expected 2 values,"),
-            ("", "{\"instances\": [\n{\"Age\": 22,}]}", "the request body is not valid JSON: key must be a string at line 2"),
+            (
+                "",
+                "{\"instances\": [\n{\"Age\": 22,}]}",
+                "the request body is not valid JSON: key must be a string at line 2",
+            ),
             ("", "Age\n22\n", "the request body is not valid JSON: expected value at line 1 column 1; send a JSON"),
             ("", "[1]", r#"the request body must be a JSON object such as {"instances": [{"field": value, …}]}, got"#),
             ("", " \n", "the request body is empty;"),

@@ -93,7 +93,11 @@ fn reference(body: &[u8], pre: &Preprocessor) -> Option<Result<String, ()>> {
         return None;
     }
     let known = |k: &String| pre.features.iter().any(|f| &f.name == k);
-    if !rows.iter().flat_map(|r| r.as_object().unwrap().iter()).all(|(k, v)| known(k) && !v.is_array() && !v.is_object()) {
+    if !rows
+        .iter()
+        .flat_map(|r| r.as_object().unwrap().iter())
+        .all(|(k, v)| known(k) && !v.is_array() && !v.is_object())
+    {
         return None;
     }
     if !matches!(obj.get("return_probabilities"), None | Some(Value::Bool(_)) | Some(Value::Null)) {
@@ -134,7 +138,12 @@ fn row() -> impl Strategy<Value = String> {
 }
 
 fn body() -> impl Strategy<Value = String> {
-    (prop::collection::vec(row(), 0..6), prop_oneof![Just(""), Just("true"), Just("false"), Just("1")], any::<bool>(), " ?\n?")
+    (
+        prop::collection::vec(row(), 0..6),
+        prop_oneof![Just(""), Just("true"), Just("false"), Just("1")],
+        any::<bool>(),
+        " ?\n?",
+    )
         .prop_map(|(rows, flag, flag_first, ws)| {
             let instances = format!("\"instances\":{ws}[{}]", rows.join(","));
             match (flag, flag_first) {

@@ -137,6 +137,53 @@ fn signed_headers(
     h
 }
 
+/// A SigV4 `Authorization` header computed by hand, so a test can sign what [`Signer`] never
+/// would: every header in `headers` signed, the credential scope dated `scope_date`, the
+/// string to sign dated `amz_date`, and `payload_hash` without stating it in a header.
+fn authorization(
+    s: &Signer,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    payload_hash: &str,
+    scope_date: &str,
+    amz_date: &str,
+) -> String {
+    let mut names: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    names.sort();
+    let canonical = sigv4::canonical_headers(headers, &names).unwrap();
+    let uri = sigv4::canonical_uri(path, sigv4::UriMode::Normalized);
+    let creq = sigv4::canonical_request(method, &uri, "", &canonical, &names.join(";"), payload_hash);
+    let scope = format!("{scope_date}/{}/{}/aws4_request", s.region, s.service);
+    let sts = sigv4::string_to_sign(amz_date, &scope, &creq);
+    let key = sigv4::signing_key(&s.secret, scope_date, &s.region, &s.service);
+    let signature = hex::encode(hmac_sha256(&key, sts.as_bytes()));
+    format!(
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+        s.access_key_id,
+        names.join(";")
+    )
+}
+
+/// A presigned URL (path and query) for `method path`, valid for five minutes.
+fn presign(n: &Nimbus, method: &str, path: &str) -> String {
+    let s = n.signer();
+    let amz_date = sigv4::amz_date(time_now());
+    let scope = format!("{}/{}/{}/aws4_request", &amz_date[..8], s.region, s.service);
+    let credential = format!("{}/{scope}", s.access_key_id).replace('/', "%2F");
+    let query = format!(
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={amz_date}&X-Amz-Expires=300&X-Amz-SignedHeaders=host"
+    );
+    let headers = [("host".to_string(), host(n))];
+    let canonical = sigv4::canonical_headers(&headers, &["host".to_string()]).unwrap();
+    let uri = sigv4::canonical_uri(path, sigv4::UriMode::Normalized);
+    let creq =
+        sigv4::canonical_request(method, &uri, &sigv4::canonical_query(&query), &canonical, "host", UNSIGNED_PAYLOAD);
+    let sts = sigv4::string_to_sign(&amz_date, &scope, &creq);
+    let key = sigv4::signing_key(&s.secret, &amz_date[..8], &s.region, &s.service);
+    format!("{path}?{query}&X-Amz-Signature={}", hex::encode(hmac_sha256(&key, sts.as_bytes())))
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -195,6 +242,8 @@ const TITANIC_ROW: &str = r#"{"instances":[{"Pclass":3,"Sex":"male","Age":22}]}"
 fn slow_header_client_is_dropped_while_others_are_served() {
     let n = Nimbus::start_with(&Backend::Sqlite, &["--header-timeout", "2"]);
     let mut slow = connect(&n);
+    // And one that connects and says nothing at all.
+    let mut silent = connect(&n);
     let started = Instant::now();
     // A head that never ends: one byte a second.
     let trickle = b"GET /_nimbus/health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -224,6 +273,7 @@ fn slow_header_client_is_dropped_while_others_are_served() {
         "dropped after {closed_after:?}, with --header-timeout 2"
     );
     assert!(served_meanwhile >= 1, "no other request was served while the slow one waited");
+    assert!(closed_within(&mut silent, Duration::from_secs(1), &mut got), "a silent connection was never dropped");
     assert!(!String::from_utf8_lossy(&got).contains("200 OK"), "the trickled head was never whole");
     let (status, _) = n.http("GET", "/_nimbus/health", b"", None);
     assert_eq!(status, 200, "the server still serves after dropping the slow client");
@@ -253,7 +303,12 @@ fn idle_keep_alive_connection_is_closed() {
 /// Sends the head of `method path`, then its 1000-byte body ten bytes a second (100 s in all);
 /// returns the answer (if one came within 12 s), how long it took, and whether the server then
 /// closed the connection.
-fn trickle_body(n: &Nimbus, method: &str, path: &str, mut headers: Vec<(String, String)>) -> (Option<Raw>, Duration, bool) {
+fn trickle_body(
+    n: &Nimbus,
+    method: &str,
+    path: &str,
+    mut headers: Vec<(String, String)>,
+) -> (Option<Raw>, Duration, bool) {
     headers.push(("content-length".into(), "1000".into()));
     let mut c = connect(n);
     c.write_all(&head(method, path, &headers)).unwrap();
@@ -274,6 +329,34 @@ fn trickle_body(n: &Nimbus, method: &str, path: &str, mut headers: Vec<(String, 
 }
 
 #[test]
+fn a_client_that_stops_reading_a_download_is_dropped() {
+    let n = Nimbus::start_with(&Backend::Sqlite, &["--idle-timeout", "1"]);
+    let work = tempfile::tempdir().unwrap();
+    // Larger than what the sockets' buffers on both sides can hold.
+    const SIZE: usize = 24 << 20;
+    let src = work.path().join("big.bin");
+    noise_file(&src, SIZE);
+    n.ok(&["store", "mb", "s3://big"]);
+    n.ok(&["store", "cp", src.to_str().unwrap(), "s3://big/big.bin"]);
+    let path = "/_nimbus/v1/buckets/big/objects/big.bin";
+    let h = signed_headers(&n, &n.signer(), "GET", path, "", &sha256_hex(b""));
+    let mut c = connect(&n);
+    c.write_all(&head("GET", path, &h)).unwrap();
+    let mut first = [0u8; 1024];
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = c.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..got]).starts_with("HTTP/1.1 200"), "the download started");
+    // Stop reading for a while: the server's writes stall and the connection is idle.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut rest = Vec::new();
+    closed_within(&mut c, Duration::from_secs(10), &mut rest);
+    got += rest.len();
+    assert!(got < SIZE, "the stalled download went on: {got} bytes of {SIZE} arrived after the pause");
+    let (status, _) = n.http("GET", "/_nimbus/health", b"", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn slow_upload_gets_408() {
     let n = Nimbus::start_with(&Backend::Sqlite, &["--body-timeout", "2"]);
     n.ok(&["store", "mb", "s3://uploads"]);
@@ -287,24 +370,30 @@ fn slow_upload_gets_408() {
     // The connection is not reused for a half-read body, and nothing partial was stored.
     assert!(closed, "the connection stays open after the 408");
     assert_eq!(n.json(&["store", "ls", "s3://uploads/"]), json!([]));
-    assert_eq!(std::fs::read_dir(n.data_dir().join("objects/uploads")).unwrap().count(), 0, "no blob or temporary file");
+    assert_eq!(
+        std::fs::read_dir(n.data_dir().join("objects/uploads")).unwrap().count(),
+        0,
+        "no blob or temporary file"
+    );
 
     // A JSON body is read whole before it is parsed: the same limit, the same answer, whether
     // its hash is signed or (botocore's way) left to be computed from the body.
     let path = "/_nimbus/v1/model-groups";
     let mut signed = signed_headers(&n, &n.signer(), "POST", path, "", &sha256_hex(&[b' '; 1000]));
     signed.push(("content-type".into(), "application/json".into()));
-    let mut unstated = signed.clone();
-    unstated.retain(|(k, _)| k != "x-amz-content-sha256" && k != "authorization");
-    let mut h = vec![("host".to_string(), host(&n))];
-    n.signer().sign(path_hack(), "", "", &mut h, b"", time_now());
-    let _ = unstated;
-    for headers in [signed] {
+    let amz_date = sigv4::amz_date(time_now());
+    let mut unstated = vec![("host".to_string(), host(&n)), ("x-amz-date".to_string(), amz_date.clone())];
+    let auth =
+        authorization(&n.signer(), "POST", path, &unstated, &sha256_hex(&[b' '; 1000]), &amz_date[..8], &amz_date);
+    unstated.push(("authorization".into(), auth));
+    for headers in [signed, unstated] {
         let (answer, took, _) = trickle_body(&n, "POST", path, headers);
         let answer = answer.expect("a trickled JSON body was not answered");
         assert_eq!(answer.status, 408, "{answer:?}");
+        assert!(answer.body.contains("RequestTimeout"), "{}", answer.body);
         assert!(took < Duration::from_secs(8), "answered after {took:?}, with --body-timeout 2");
     }
+    assert_eq!(n.json(&["models", "list"]), json!([]));
     let work = tempfile::tempdir().unwrap();
     let f = write_file(work.path(), "fast.bin", "fast");
     n.ok(&["store", "cp", f.to_str().unwrap(), "s3://uploads/fast.bin"]);
@@ -483,6 +572,13 @@ fn unsigned_payload_is_refused_on_json_admin_routes() {
     let h = signed_headers(&n, &signer, "GET", obj, "", UNSIGNED_PAYLOAD);
     let (status, body, _) = send(&n, "GET", obj, &h, Vec::new());
     assert_eq!((status, body.as_str()), (200, "unsigned bytes"));
+
+    // A presigned URL leaves the payload unsigned too: good for a download, not for JSON.
+    let a = raw(&n, "GET", &presign(&n, "GET", obj), &[("host".into(), host(&n))], b"");
+    assert_eq!((a.status, a.body.as_str()), (200, "unsigned bytes"), "{a:?}");
+    let a = raw(&n, "GET", &presign(&n, "GET", path), &[("host".into(), host(&n))], b"");
+    assert_eq!(a.status, 403, "{a:?}");
+    assert!(a.body.contains("A presigned URL is accepted only for object uploads and downloads"), "{}", a.body);
 }
 
 #[test]
@@ -698,40 +794,15 @@ fn credential_scope_date_must_equal_x_amz_date() {
         ("x-amz-content-sha256".to_string(), payload.clone()),
         ("x-amz-date".to_string(), amz_date.clone()),
     ];
-    let names: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-    let canonical = sigv4::canonical_headers(&headers, &names).unwrap();
-    let creq = sigv4::canonical_request(
-        "GET",
-        &sigv4::canonical_uri(path, sigv4::UriMode::Normalized),
-        "",
-        &canonical,
-        &names.join(";"),
-        &payload,
-    );
-    let scope = format!("{scope_date}/{}/{}/aws4_request", s.region, s.service);
-    let sts = sigv4::string_to_sign(&amz_date, &scope, &creq);
-    let key = sigv4::signing_key(&s.secret, scope_date, &s.region, &s.service);
-    let signature = hex::encode(hmac_sha256(&key, sts.as_bytes()));
-    let auth = |scope: &str, signature: &str| {
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
-            s.access_key_id,
-            names.join(";")
-        )
-    };
     let mut tampered = headers.clone();
-    tampered.push(("authorization".into(), auth(&scope, &signature)));
+    tampered.push(("authorization".into(), authorization(&s, "GET", path, &headers, &payload, scope_date, &amz_date)));
     let a = raw(&n, "GET", path, &tampered, b"");
     assert_eq!(a.status, 403, "{a:?}");
     assert!(a.body.contains("does not match X-Amz-Date"), "{}", a.body);
 
     // The same construction with the scope date of X-Amz-Date is accepted: the helper signs right.
-    let today = &amz_date[..8];
-    let scope = format!("{today}/{}/{}/aws4_request", s.region, s.service);
-    let sts = sigv4::string_to_sign(&amz_date, &scope, &creq);
-    let key = sigv4::signing_key(&s.secret, today, &s.region, &s.service);
-    let mut good = headers;
-    good.push(("authorization".into(), auth(&scope, &hex::encode(hmac_sha256(&key, sts.as_bytes())))));
+    let mut good = headers.clone();
+    good.push(("authorization".into(), authorization(&s, "GET", path, &headers, &payload, &amz_date[..8], &amz_date)));
     let a = raw(&n, "GET", path, &good, b"");
     assert_eq!(a.status, 200, "{a:?}");
 }
@@ -817,6 +888,44 @@ fn overwriting_a_registered_artifact_is_refused_naming_the_version() {
     // Other keys of the bucket stay writable.
     n.ok(&["store", "cp", other.to_str().unwrap(), "s3://data/other.json"]);
     n.ok(&["store", "rm", "s3://data/other.json"]);
+}
+
+#[test]
+fn concurrent_imports_of_the_same_file_all_register() {
+    let n = Nimbus::start(&Backend::Sqlite);
+    let work = tempfile::tempdir().unwrap();
+    // A large file widens the window between an import's look for the stored file and its
+    // write, in which another import of the same file registers (and holds) it.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(fixture_bundle()).unwrap()).unwrap();
+    doc["description"] = json!("x".repeat(1 << 20));
+    let file = work.path().join("same.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    for round in 0..2 {
+        let group = format!("same{round}");
+        let imports: Vec<_> = (0..6)
+            .map(|_| {
+                let (dir, endpoint, file, group) =
+                    (n.data_dir().to_path_buf(), n.endpoint.clone(), file.clone(), group.clone());
+                std::thread::spawn(move || {
+                    Command::new(env!("CARGO_BIN_EXE_nimbus"))
+                        .args(["models", "import", &group])
+                        .arg(file)
+                        .env("NIMBUS_DATA_DIR", dir)
+                        .env("NIMBUS_ENDPOINT", endpoint)
+                        .output()
+                        .unwrap()
+                })
+            })
+            .collect();
+        for out in imports.into_iter().map(|h| h.join().unwrap()) {
+            assert!(out.status.success(), "{group}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let versions = n.json(&["models", "list", &group]);
+        assert_eq!(versions.as_array().unwrap().len(), 6, "{versions}");
+        let uris: std::collections::BTreeSet<&str> =
+            versions.as_array().unwrap().iter().map(|v| v["artifact"]["uri"].as_str().unwrap()).collect();
+        assert_eq!(uris.len(), 1, "one stored file for one imported file: {uris:?}");
+    }
 }
 
 #[test]
@@ -1039,8 +1148,8 @@ fn data_dir_is_0700_and_files_0600() {
 // ---------------------------------------------------------------------------------------------
 // Small things.
 
-/// A server with model function `f` (group `g`, version 1 pending) and a second function
-/// `hidden-fn`.
+/// A server with model function `f` (group `g`, version 1 pending) behind API `web`, and a
+/// second function `hidden-fn`.
 fn with_functions() -> (Nimbus, tempfile::TempDir) {
     let n = Nimbus::start(&Backend::Sqlite);
     let work = tempfile::tempdir().unwrap();
@@ -1049,7 +1158,8 @@ fn with_functions() -> (Nimbus, tempfile::TempDir) {
     let dir = work.path().join("project");
     std::fs::create_dir_all(&dir).unwrap();
     let toml = "[functions.f]\nkind = \"model\"\nmodel_group = \"g\"\n\n\
-                [functions.hidden-fn]\nkind = \"model\"\nmodel_group = \"g\"\n";
+                [functions.hidden-fn]\nkind = \"model\"\nmodel_group = \"g\"\n\n\
+                [apis.web.routes]\n\"POST /predict\" = { function = \"f\" }\n[apis.web.stages.prod]\n";
     std::fs::write(dir.join("nimbus.toml"), toml).unwrap();
     n.ok(&["apply", dir.to_str().unwrap()]);
     (n, work)
@@ -1073,6 +1183,23 @@ fn since_with_a_multibyte_character_is_a_clear_400() {
     assert!(err.contains("since") && !err.contains("panicked"), "{err}");
     let (status, _) = n.http("GET", "/_nimbus/v1/functions/f/logs", b"", Some(&s));
     assert_eq!(status, 200, "the server is still well");
+}
+
+#[test]
+fn a_bad_log_limit_is_a_json_400_with_a_code() {
+    let (n, _work) = with_functions();
+    for logs in ["/_nimbus/v1/functions/f/logs", "/_nimbus/v1/apis/web/logs"] {
+        let (status, body) = n.http("GET", &format!("{logs}?limit=5"), b"", Some(&n.signer()));
+        assert_eq!(status, 200, "{logs}: {body}");
+        for bad in ["abc", "-1", "1%C3%A9", "99999999999999999999999"] {
+            let (status, body) = n.http("GET", &format!("{logs}?limit={bad}"), b"", Some(&n.signer()));
+            assert_eq!(status, 400, "{logs}?limit={bad}: {body}");
+            let v: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|_| panic!("{logs}?limit={bad}: not the admin API's JSON error: {body}"));
+            assert_eq!(v["code"], "InvalidField", "{v}");
+            assert!(v["message"].as_str().unwrap().contains("limit"), "{v}");
+        }
+    }
 }
 
 #[test]

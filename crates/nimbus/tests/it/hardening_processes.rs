@@ -870,3 +870,86 @@ fn a_server_that_lost_its_lease_stops_its_run_and_leaves_the_execution_to_the_ne
         assert!(n.server_log().contains("lost the lease of a running execution"), "{backend:?}");
     }
 }
+
+#[test]
+fn the_commands_exit_status_and_signal_pass_through_the_sandbox() {
+    let n = Nimbus::start(&Backend::Sqlite);
+    let toml = r#"[pipelines.status]
+model_group = "status"
+
+[pipelines.status.steps.exit]
+kind = "process"
+command = ["sh", "-c", "echo before; exit 7"]
+
+[pipelines.signal]
+model_group = "status"
+
+[pipelines.signal.steps.kill]
+kind = "process"
+command = ["sh", "-c", "echo before; kill -KILL $$"]
+"#;
+    apply(&n, &project(&n, "status", toml));
+    let (code, _, err) = n.cli(&["pipelines", "run", "status", "--wait"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the command exited with status 7; last lines: before"), "{err}");
+    let (code, _, err) = n.cli(&["pipelines", "run", "signal", "--wait"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the command was killed by a signal; last lines: before"), "{err}");
+}
+
+/// Whether the kernel's Landlock can keep a command from signalling processes outside its
+/// sandbox (ABI 6, Linux 6.12).
+fn landlock_scopes_signals() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 12)
+}
+
+#[test]
+fn a_process_step_cannot_signal_the_server() {
+    let n = Nimbus::start(&Backend::Sqlite);
+    if n.server_log().contains("process steps: sandboxed with Landlock") && !landlock_scopes_signals() {
+        eprintln!("skipping: this kernel's Landlock cannot scope signals (before ABI 6)");
+        return;
+    }
+    let toml = r#"[pipelines.signal]
+model_group = "signal"
+
+[pipelines.signal.parameters]
+server = { type = "string", default = "" }
+
+[pipelines.signal.steps.kill]
+kind = "process"
+command = ["sh", "-c", "kill -0 \"$SERVER\" && echo could signal; kill -KILL \"$SERVER\"; echo \"kill: $?\""]
+"#;
+    apply(&n, &project(&n, "signal", toml));
+    let pid = server_pid(&n);
+    let out = n.ok(&["pipelines", "run", "signal", "--param", &format!("server={pid}"), "--wait"]);
+    assert!(out.contains("signal-1"), "{out}");
+    let e = n.json(&["pipelines", "describe", "signal-1"]);
+    let log = step(&e, "kill")["log"].as_str().unwrap();
+    assert!(!log.contains("could signal") && log.contains("kill: 1"), "{log}");
+    assert_eq!(server_pid(&n), pid, "the server still runs");
+}
+
+#[test]
+#[ignore = "known limitation of the Landlock rules: only the /proc entries that exist when the helper starts are \
+            granted (so that /proc/SERVER_PID can be left out), hence a command and its children cannot read \
+            /proc/self; granting all of /proc instead would expose the server's environ (checked: Landlock does \
+            not stop that as root), so the fix needs a decision on the rules"]
+fn a_command_can_read_its_own_proc_entries() {
+    let n = Nimbus::start(&Backend::Sqlite);
+    let toml = r#"[pipelines.proc]
+model_group = "proc"
+
+[pipelines.proc.steps.self]
+kind = "process"
+command = ["sh", "-c", "head -1 /proc/self/status && ls /proc/self/fd > /dev/null && echo readable"]
+"#;
+    apply(&n, &project(&n, "proc", toml));
+    let (code, _, err) = n.cli(&["pipelines", "run", "proc", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let log = step(&n.json(&["pipelines", "describe", "proc-1"]), "self")["log"].as_str().unwrap().to_string();
+    assert!(log.contains("Name:\thead") && log.contains("readable"), "{log}");
+}

@@ -92,14 +92,24 @@ fn csv_header_bomb_is_refused_without_allocation() {
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
         // One 1 MB column name, then millions of one-byte rows: each row used to copy the name.
         ("csv", "text/csv", bomb(&format!("{name}\n"), "1\n", "", 9 << 20), "unknown field"),
-        ("columns", "application/json", bomb(&format!(r#"{{"instances":{{"{name}":["#), "1,", "]}}", 9 << 20), "unknown field"),
+        (
+            "columns",
+            "application/json",
+            bomb(&format!(r#"{{"instances":{{"{name}":["#), "1,", "]}}", 9 << 20),
+            "unknown field",
+        ),
         (
             "dataframe_split",
             "application/json",
             bomb(r#"{"dataframe_split":{"data":["#, "[1],", &format!(r#"],"columns":["{name}"]}}}}"#), 9 << 20),
             "unknown field",
         ),
-        ("records", "application/json", bomb(r#"{"dataframe_records":["#, &format!(r#"{{"{}":1}},"#, &name[..64]), "]}", 9 << 20), "unknown field"),
+        (
+            "records",
+            "application/json",
+            bomb(r#"{"dataframe_records":["#, &format!(r#"{{"{}":1}},"#, &name[..64]), "]}", 9 << 20),
+            "unknown field",
+        ),
     ];
     for (what, content_type, body, expected) in cases {
         let size = body.len();
@@ -189,4 +199,72 @@ fn timed_out_prediction_releases_cpu_and_reports_with_the_gateway_request_id() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     still_serves(&n);
+}
+
+#[test]
+fn two_apis_cannot_claim_one_host() {
+    let n = deployed();
+    let dir = n.data_dir().join("hosts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = r#"
+[project]
+name = "hosts"
+
+[functions.p]
+kind = "model"
+model_group = "titanic"
+
+[apis.first]
+hosts = ["models.example.test"]
+[apis.first.routes]
+"POST /predict" = { function = "p" }
+[apis.first.stages.prod]
+
+[apis.second]
+hosts = ["Models.Example.Test"]
+[apis.second.routes]
+"POST /predict" = { function = "p" }
+[apis.second.stages.prod]
+"#;
+    std::fs::write(dir.join("nimbus.toml"), toml).unwrap();
+    let (code, out, err) = n.cli(&["apply", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("first") && err.contains("second") && err.contains("models.example.test"), "{err}");
+    assert!(n.ok(&["apis", "list"]).lines().all(|l| !l.contains("first")), "nothing was applied");
+    // Across projects, the server refuses the second claim.
+    let (first, second) = toml.split_once("[apis.second]").unwrap();
+    std::fs::write(dir.join("nimbus.toml"), first).unwrap();
+    n.ok(&["apply", dir.to_str().unwrap()]);
+    let other = n.data_dir().join("hosts2");
+    std::fs::create_dir_all(&other).unwrap();
+    let head = first.split("[apis.first]").next().unwrap().replace("name = \"hosts\"", "name = \"hosts2\"");
+    std::fs::write(other.join("nimbus.toml"), format!("{head}[apis.second]{second}")).unwrap();
+    let (code, _, err) = n.cli(&["apply", other.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already claimed by api first") && err.contains("api second"), "{err}");
+}
+
+#[test]
+fn a_slow_body_to_the_gateway_gets_408_not_413() {
+    use std::io::{Read, Write};
+    let n = Nimbus::start_with(&Backend::Sqlite, &["--body-timeout", "1"]);
+    let dir = n.data_dir().join("project");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for f in ["nimbus.toml", "data/train.csv", "data/test.csv", "data/sample_request.json"] {
+        std::fs::copy(example().join(f), dir.join(f)).unwrap();
+    }
+    n.ok(&["apply", dir.to_str().unwrap()]);
+    // One byte of the announced hundred, then nothing.
+    let addr = n.endpoint.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /titanic/prod/predict HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let got = s.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..got]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("Request Timeout"), "{answer}");
 }

@@ -147,10 +147,19 @@ pub async fn import_version(
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let key = format!("{group}/sha256-{digest}.json");
     // Content-addressed: the same model imported again is the object already there (which an
-    // earlier version may hold).
+    // earlier version may hold). Imports of the same file at once all find nothing and all
+    // write; once the first has registered, its hold refuses the others' writes, and they too
+    // take the object that is there, which is this file.
     let object = match s.store.head(MODELS_BUCKET, &key).await {
         Ok(existing) if existing.sha256 == digest => existing,
-        _ => s.store.put(MODELS_BUCKET, &key, body, "application/json").await?,
+        _ => match s.store.put(MODELS_BUCKET, &key, body, "application/json").await {
+            Ok(stored) => stored,
+            Err(held @ nimbus_store::StoreError::Held { .. }) => match s.store.head(MODELS_BUCKET, &key).await {
+                Ok(existing) if existing.sha256 == digest => existing,
+                _ => return Err(held.into()),
+            },
+            Err(e) => return Err(e.into()),
+        },
     };
     s.registry.ensure_group(&group, &p.user).await?;
     let new = NewVersion {

@@ -81,16 +81,28 @@ pub async fn delete_function(State(s): State<AppState>, Path(name): Path<String>
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `?since=` (ms since the epoch or a duration such as `10m`), `filter`, `limit`.
+/// `?since=` (ms since the epoch or a duration such as `10m`), `filter`, `limit`. Every field is
+/// text here and checked below, so a bad value is the admin API's 400 with a code, not the
+/// extractor's plain-text rejection.
 #[derive(Deserialize)]
 pub struct LogQuery {
     pub since: Option<String>,
     pub filter: Option<String>,
-    pub limit: Option<usize>,
+    pub limit: Option<String>,
 }
 
 fn since_ms(q: &LogQuery) -> Result<i64, ApiError> {
     parse_since(q.since.as_deref(), clock::now_ms())
+}
+
+/// `?limit=`: lines to return, newest last; 1000 when absent.
+fn limit(q: &LogQuery) -> Result<usize, ApiError> {
+    match q.limit.as_deref() {
+        None => Ok(1000),
+        Some(l) => {
+            l.parse::<usize>().map_err(|_| ApiError::invalid("limit", format!("{l:?} is not a number of lines")))
+        }
+    }
 }
 
 /// `?since=`: epoch milliseconds, or a duration back from `now_ms` (`30s`, `10m`, `2h`, `1d`).
@@ -123,7 +135,7 @@ pub async fn function_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let f = function(&s, &name)?;
-    Ok(lines_view(f.logs.query(since_ms(&q)?, q.filter.as_deref(), q.limit.unwrap_or(1000))))
+    Ok(lines_view(f.logs.query(since_ms(&q)?, q.filter.as_deref(), limit(&q)?)))
 }
 
 /// An API as the API shows it.
@@ -177,7 +189,7 @@ pub async fn api_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let a = api(&s, &name)?;
-    Ok(lines_view(a.access.query(since_ms(&q)?, q.filter.as_deref(), q.limit.unwrap_or(1000))))
+    Ok(lines_view(a.access.query(since_ms(&q)?, q.filter.as_deref(), limit(&q)?)))
 }
 
 #[cfg(test)]
