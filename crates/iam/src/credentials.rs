@@ -86,6 +86,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_output_never_shows_a_secret() {
+        let profile = Profile {
+            aws_access_key_id: "AKIDEXAMPLE".into(),
+            aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            ..Profile::default()
+        };
+        let signer = crate::sigv4::Signer {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            region: "us-east-1".into(),
+            service: "nimbus".into(),
+        };
+        for text in [format!("{profile:?}"), format!("{signer:?}"), format!("{signer:#?}")] {
+            assert!(text.contains("AKIDEXAMPLE"), "{text}");
+            assert!(!text.contains("wJalrXUtnFEMI"), "a secret in Debug output: {text}");
+        }
+    }
+
+    #[test]
     fn reads_what_it_writes_and_aws_style_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");

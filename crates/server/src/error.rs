@@ -172,3 +172,19 @@ impl From<nimbus_gateway::GatewayError> for ApiError {
         ApiError { status, code, message: e.to_string() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_error_answers_a_generic_message_with_a_request_id() {
+        let e = internal("error returned from database: no such table: objects at /srv/.nimbus/meta.db");
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("database") && !text.contains("/srv"), "{text}");
+        assert!(text.contains("under request id "), "{text}");
+    }
+}
