@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers a stranger reaches, with their property tests (`src/proptests.rs` of
-# nimbus-iam, nimbus-gateway, nimbus-ml and the nimbus binary): for MINUTES minutes per parser,
+# nimbus-iam, nimbus-gateway, nimbus-ml and the nimbus binary, and `protocols::proptests` of
+# nimbus-ml: the prediction-body decoders against serde_json): for MINUTES minutes per parser,
 # the parser's property tests run again and again in a release build, CASES cases per test
 # and run, each run with a fresh seed. Prints per parser the runs, cases and failures (with
 # proptest's minimal failing input and the seed that reproduces it), then a summary table.
 # Exits 1 when any case failed.
 # Usage: bench/fuzz.sh [MINUTES]   env: CASES (cases per test and run, 20000),
-#   ONLY (parsers to run, comma-separated: sigv4,router,csv,xgboost,project)
+#   ONLY (parsers to run, comma-separated: sigv4,router,csv,xgboost,project,instances)
 # Reproduce a failure: NIMBUS_PROPTEST_CASES=CASES PROPTEST_RNG_SEED=SEED \
 #   cargo test --release -p CRATE --lib proptests::TEST   (the binary: --bin nimbus)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MINUTES="${1:-1}"
 CASES="${CASES:-20000}"
-ONLY="${ONLY:-sigv4,router,csv,xgboost,project}"
+ONLY="${ONLY:-sigv4,router,csv,xgboost,project,instances}"
 [[ "$CASES" =~ ^[1-9][0-9]*$ ]] || { echo "CASES must be a positive whole number, not $CASES" >&2; exit 2; }
 SECONDS_EACH="$(awk -v m="$MINUTES" 'BEGIN { s = m * 60; if (s < 1) s = 1; printf "%d", s }')"
 OUT="$(mktemp -d)"
@@ -27,6 +28,7 @@ PARSERS=(
   "csv|-p nimbus-ml --lib|^proptests::(csv_|generated_tables)"
   "xgboost|-p nimbus-ml --lib|^proptests::a_(model|mangled)"
   "project|-p nimbus --bin nimbus|^proptests::.*never_panics?$"
+  "instances|-p nimbus-ml --lib|^protocols::proptests::"
 )
 
 # The test executable cargo builds for a selection.

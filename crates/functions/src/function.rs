@@ -333,7 +333,8 @@ impl Function {
         let started = Instant::now();
         let own = Duration::from_secs_f64(self.spec.timeout_s);
         let timeout = call.deadline.map_or(own, |d| own.min(d.saturating_duration_since(started)));
-        let cancel = Arc::new(AtomicBool::new(false));
+        // Made only when the work goes to the blocking pool: inline work cannot be interrupted.
+        let cancel: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
         let work = async {
             let slot = slot;
             let (loaded, init) = self.warm().await?;
@@ -342,8 +343,8 @@ impl Function {
                     self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
                     InvokeError::Busy { workers: crate::prediction_workers() }
                 })?;
-                let (ct, body, l, p, stop) =
-                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone(), cancel.clone());
+                let stop = cancel.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
+                let (ct, body, l, p) = (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
                 // The slot and the worker permit go with the work: they are given back when it
                 // really ends, not when the caller stops waiting.
                 tokio::task::spawn_blocking(move || {
@@ -353,7 +354,7 @@ impl Function {
                 .await
                 .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
             } else {
-                let answer = protocol::answer(&loaded, &protocol, content_type, body, Some(&cancel));
+                let answer = protocol::answer(&loaded, &protocol, content_type, body, None);
                 drop(slot);
                 answer
             };
@@ -361,7 +362,9 @@ impl Function {
         };
         let limit = timeout.as_secs_f64();
         let result = tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
-            cancel.store(true, Ordering::Relaxed);
+            if let Some(stop) = cancel.get() {
+                stop.store(true, Ordering::Relaxed);
+            }
             self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
             Err(InvokeError::Timeout(limit))
         });

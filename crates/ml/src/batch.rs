@@ -96,7 +96,7 @@ pub struct Batch<'a> {
     /// Probabilities, when collected: `[p,q],[p,q]` (predict) or `p,q,p,q` (inference).
     probabilities: Option<Vec<u8>>,
     /// Each class label as the answer writes it.
-    labels: Vec<Vec<u8>>,
+    labels: &'a [Vec<u8>],
     cancel: Option<&'a AtomicBool>,
     limit: usize,
 }
@@ -107,17 +107,9 @@ impl<'a> Batch<'a> {
     pub fn new(predictor: &'a Predictor, form: Form<'_>, probabilities: bool, cancel: Option<&'a AtomicBool>) -> Self {
         let regression = predictor.task == Task::Regression;
         let infer = matches!(form, Form::Infer { .. });
-        let datatype = if regression { "FP64" } else { datatype_of(&predictor.labels) };
-        let labels = predictor
-            .labels
-            .iter()
-            .map(|l| match l {
-                Value::Number(_) | Value::Bool(_) if infer && datatype == "BYTES" => {
-                    json_bytes(&Value::String(l.to_string()))
-                }
-                _ => json_bytes(l),
-            })
-            .collect();
+        let written = &predictor.written_labels;
+        let datatype = if regression { "FP64" } else { written.datatype };
+        let labels = if infer { &written.infer } else { &written.predict };
         let mut out = Vec::with_capacity(64);
         match form {
             Form::Predict => out.extend_from_slice(b"{\"predictions\":["),
@@ -292,6 +284,31 @@ fn write_probabilities(out: &mut Vec<u8>, first: bool, flat: bool, task: Task, r
 
 fn json_bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("a JSON value serialises")
+}
+
+/// A model's class labels as answers write them, made once when the model loads.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenLabels {
+    /// As JSON, for `{"predictions": […]}`.
+    pub predict: Vec<Vec<u8>>,
+    /// For the inference protocol: as JSON, or as strings when the datatype is BYTES.
+    pub infer: Vec<Vec<u8>>,
+    /// The inference `predict` datatype.
+    pub datatype: &'static str,
+}
+
+impl WrittenLabels {
+    pub fn of(labels: &[Value]) -> WrittenLabels {
+        let datatype = datatype_of(labels);
+        let infer = labels
+            .iter()
+            .map(|l| match l {
+                Value::Number(_) | Value::Bool(_) if datatype == "BYTES" => json_bytes(&Value::String(l.to_string())),
+                _ => json_bytes(l),
+            })
+            .collect();
+        WrittenLabels { predict: labels.iter().map(json_bytes).collect(), infer, datatype }
+    }
 }
 
 /// The v2 datatype of the class labels: INT64 (all integers), FP64 (numbers), BOOL, else BYTES.

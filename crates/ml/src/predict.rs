@@ -29,6 +29,8 @@ pub struct Predictor {
     pub(crate) task: Task,
     /// The answer for each class index: the label as the target had it.
     pub(crate) labels: Vec<Value>,
+    /// The same labels as answers write them.
+    pub(crate) written_labels: crate::batch::WrittenLabels,
 }
 
 impl Predictor {
@@ -47,8 +49,9 @@ impl Predictor {
                 bundle.model.preprocessing.width()
             )));
         }
-        let labels = (0..classes.len()).map(|i| class_label(&classes, i)).collect();
-        Ok(Predictor { pre: bundle.model.preprocessing.clone(), booster, task, labels })
+        let labels: Vec<Value> = (0..classes.len()).map(|i| class_label(&classes, i)).collect();
+        let written_labels = crate::batch::WrittenLabels::of(&labels);
+        Ok(Predictor { pre: bundle.model.preprocessing.clone(), booster, task, labels, written_labels })
     }
 
     /// Loads a bundle from its bytes.

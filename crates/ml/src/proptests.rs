@@ -27,7 +27,7 @@ const SEED: u64 = 0x6d6c_6373;
 
 /// `default_cases` cases, unless `NIMBUS_PROPTEST_CASES` says otherwise; a counterexample is
 /// printed (and belongs in a named unit test), not written into the source tree.
-fn config(default_cases: u32) -> ProptestConfig {
+pub(crate) fn config(default_cases: u32) -> ProptestConfig {
     let cases = match std::env::var("NIMBUS_PROPTEST_CASES") {
         Ok(v) => v.parse().expect("NIMBUS_PROPTEST_CASES must be a whole number"),
         Err(_) => default_cases,

@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
@@ -77,8 +77,6 @@ struct ConnState {
     last_io_ms: AtomicU64,
     /// When the first byte of the next request head arrived, ms since `started` (or [`NONE`]).
     head_started_ms: AtomicU64,
-    /// Wakes the watchdog when a deadline may have moved.
-    changed: Notify,
 }
 
 impl ConnState {
@@ -89,7 +87,6 @@ impl ConnState {
             last_io_ms: AtomicU64::new(0),
             // The first request's head is timed from the accept.
             head_started_ms: AtomicU64::new(0),
-            changed: Notify::new(),
         }
     }
 
@@ -100,10 +97,8 @@ impl ConnState {
     fn on_read(&self) {
         let now = self.now_ms();
         self.last_io_ms.store(now, Ordering::Relaxed);
-        if self.in_flight.load(Ordering::Acquire) == 0
-            && self.head_started_ms.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
-            self.changed.notify_one();
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let _ = self.head_started_ms.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -119,7 +114,6 @@ impl ConnState {
     fn request_ended(&self) {
         self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.changed.notify_one();
     }
 
     /// When the connection is to be dropped, if nothing changes; `None` while a request runs.
@@ -332,8 +326,13 @@ async fn serve_connection(
         .with_upgrades();
     tokio::pin!(conn);
     let mut stopping = false;
+    // The watchdog is not woken per request (that cost a task wake and a timer per request):
+    // it looks again at the connection's deadline, or at least every `tick`, which bounds how
+    // late a deadline that moved earlier (a request head starting) is noticed.
+    let tick = (limits.header_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
-        let deadline = state.deadline(&limits);
+        let next_look = Instant::now() + tick;
+        let deadline = Some(state.deadline(&limits).map_or(next_look, |d| d.min(next_look)));
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -347,7 +346,6 @@ async fn serve_connection(
                     return;
                 }
             }
-            _ = state.changed.notified() => {}
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();

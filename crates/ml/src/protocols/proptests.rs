@@ -12,10 +12,6 @@ use crate::batch::Matrix;
 use crate::instances;
 use crate::preprocess::Preprocessor;
 
-fn cases() -> u32 {
-    std::env::var("NIMBUS_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
-}
-
 /// The general path's matrix, or its refusal.
 fn general(body: &[u8], pre: &Preprocessor) -> Result<(String, bool), String> {
     let request = read_request(None, body).map_err(|e| e.message)?;
@@ -193,7 +189,7 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(crate::proptests::config(2000))]
 
     #[test]
     fn generated_bodies_decode_as_serde_json_reads_them(body in body()) {
