@@ -189,6 +189,10 @@ pub struct ServeArgs {
     /// keep them out of the data directory
     #[arg(long)]
     pub allow_unconfined_processes: bool,
+    /// How `process` steps are kept out of the data directory: the strongest available (auto),
+    /// or Landlock, or a separate unprivileged uid (as root)
+    #[arg(long, value_enum, default_value = "auto", value_name = "KIND")]
+    pub process_sandbox: ProcessSandbox,
     /// Region for ARNs and SigV4 scopes
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -323,4 +327,12 @@ pub enum ModelsCommand {
     },
     /// The group's audit trail: registrations, approvals, alias moves
     Events { group: String },
+}
+
+/// `--process-sandbox`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessSandbox {
+    Auto,
+    Landlock,
+    SeparateUser,
 }

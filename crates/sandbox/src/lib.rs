@@ -165,15 +165,34 @@ struct Live {
     stdin: Option<tokio::process::ChildStdin>,
 }
 
+/// Which protection to use: the strongest available, or one named by the operator (which is
+/// used only when available; otherwise commands are unconfined, and so refused unless allowed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Choice {
+    #[default]
+    Auto,
+    Landlock,
+    SeparateUser,
+}
+
 impl Sandbox {
     /// The strongest protection available for keeping children out of `data_dir`. `helper`
     /// is the nimbus binary (which confines with `sandbox-exec`); without it only unconfined
     /// runs are possible. `allow_unconfined` lets commands run when nothing else is available.
     pub fn detect(data_dir: &Path, helper: Option<PathBuf>, allow_unconfined: bool) -> Sandbox {
+        Sandbox::choose(data_dir, helper, allow_unconfined, Choice::Auto)
+    }
+
+    /// As [`Sandbox::detect`], with the protection `choice` names.
+    pub fn choose(data_dir: &Path, helper: Option<PathBuf>, allow_unconfined: bool, choice: Choice) -> Sandbox {
         let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-        let protection = match &helper {
-            Some(_) if confine::landlock_available() => Protection::Landlock,
-            Some(_) if is_root() => Protection::SeparateUser,
+        let landlock = helper.is_some() && confine::landlock_available();
+        let separate = helper.is_some() && is_root();
+        let protection = match choice {
+            Choice::Auto if landlock => Protection::Landlock,
+            Choice::Auto if separate => Protection::SeparateUser,
+            Choice::Landlock if landlock => Protection::Landlock,
+            Choice::SeparateUser if separate => Protection::SeparateUser,
             _ => Protection::Unconfined,
         };
         let mut work_root = std::env::temp_dir().join("nimbus-work");
@@ -414,7 +433,8 @@ fn kill_group(group: i32) {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (uid 0).
+pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     /// The nimbus binary, re-executed as `nimbus sandbox-exec` to confine commands; `None`
     /// leaves commands unconfined (and so refused unless `allow_unconfined_processes`).
     pub sandbox_helper: Option<PathBuf>,
+    /// Which protection confines `process` steps (default: the strongest available).
+    pub process_sandbox: nimbus_pipeline::sandbox::Choice,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             allow_unsigned_local_invoke: false,
             allow_unconfined_processes: false,
             sandbox_helper: None,
+            process_sandbox: Default::default(),
         }
     }
 }

@@ -104,7 +104,12 @@ impl Server {
         if held > 0 {
             tracing::info!(artifacts = held, "placed holds on the artifacts of registered versions");
         }
-        let sandbox = nimbus_pipeline::sandbox::Sandbox::detect(dir, cfg.sandbox_helper.clone(), cfg.allow_unconfined_processes);
+        let sandbox = nimbus_pipeline::sandbox::Sandbox::choose(
+            dir,
+            cfg.sandbox_helper.clone(),
+            cfg.allow_unconfined_processes,
+            cfg.process_sandbox,
+        );
         tracing::info!("process steps: {}", sandbox.describe());
         let pipelines = nimbus_pipeline::Pipelines::new(
             db.clone(),

@@ -3,7 +3,8 @@
 use nimbus_server::{Server, ServerConfig};
 
 use crate::CliError;
-use crate::cli::{Global, ServeArgs};
+use crate::cli::{Global, ProcessSandbox, ServeArgs};
+use nimbus_sandbox::Choice;
 
 pub async fn run(g: &Global, args: ServeArgs) -> Result<(), CliError> {
     let server = start(g, args).await?;
@@ -33,6 +34,11 @@ pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
         allow_unconfined_processes: args.allow_unconfined_processes,
         // This very binary confines commands, re-executed as `nimbus sandbox-exec`.
         sandbox_helper: std::env::current_exe().ok(),
+        process_sandbox: match args.process_sandbox {
+            ProcessSandbox::Auto => Choice::Auto,
+            ProcessSandbox::Landlock => Choice::Landlock,
+            ProcessSandbox::SeparateUser => Choice::SeparateUser,
+        },
     };
     let started = std::time::Instant::now();
     let server = Server::start(&cfg).await.map_err(|e| CliError::Failure(e.to_string()))?;

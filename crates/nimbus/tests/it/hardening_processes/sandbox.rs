@@ -5,20 +5,32 @@ use super::*;
 
 #[test]
 fn a_process_step_cannot_read_the_data_dir() {
-    let n = Nimbus::start(&Backend::Sqlite);
+    cannot_read_the_data_dir(&[]);
+}
+
+#[test]
+fn a_process_step_run_as_a_separate_user_cannot_read_the_data_dir() {
+    if !nimbus_sandbox::is_root() {
+        eprintln!("skipping: the separate-user sandbox needs the tests to run as root");
+        return;
+    }
+    cannot_read_the_data_dir(&["--process-sandbox", "separate-user"]);
+}
+
+fn cannot_read_the_data_dir(flags: &[&str]) {
+    let n = Nimbus::start_with(&Backend::Sqlite, flags);
     // The start-up log names the protection in force; on a machine without any, process steps
     // would be refused or unconfined, and this test means to notice.
     let log = n.server_log();
     let line = log.lines().find(|l| l.contains("process steps: ")).unwrap_or_else(|| panic!("no sandbox line: {log}"));
     let data_dir = std::fs::canonicalize(n.data_dir()).unwrap();
-    assert!(
-        line.contains(&format!(
-            "process steps: sandboxed with Landlock (no access to {} for commands)",
-            data_dir.display()
-        )) || line.contains("process steps: sandboxed as uid 65534"),
-        "{line}"
-    );
-    eprintln!("protection on this machine: {line}");
+    let landlock = format!("process steps: sandboxed with Landlock (no access to {} for commands)", data_dir.display());
+    if flags.is_empty() {
+        assert!(line.contains(&landlock) || line.contains("process steps: sandboxed as uid 65534"), "{line}");
+    } else {
+        assert!(line.contains("process steps: sandboxed as uid 65534"), "{line}");
+    }
+    eprintln!("protection: {line}");
 
     let (_, secret) = n.credentials();
     let master_key = std::fs::read_to_string(n.data_dir().join("master.key")).unwrap().trim().to_string();
@@ -75,6 +87,38 @@ outputs = {{ key = "out/key" }}
         assert!(read["error"].as_str().unwrap().contains("declared output key (out/key) was not written"), "{e}");
     }
     assert_eq!(std::fs::read_to_string(n.data_dir().join("master.key")).unwrap().trim(), master_key);
+
+    // A well-behaved step still works: it reads its inputs, writes its outputs and its HOME.
+    let toml = r#"[[uploads]]
+file = "data.txt"
+to = "s3://fine-data/data.txt"
+
+[pipelines.fine]
+model_group = "fine"
+
+[pipelines.fine.steps.copy]
+kind = "process"
+command = ["sh", "-c", "mkdir -p out && id -u > out/uid && cat inputs/data > out/copy && touch \"$HOME/x\""]
+inputs = { data = "s3://fine-data/data.txt" }
+outputs = { uid = "out/uid", copy = "out/copy" }
+"#;
+    let dir = project(&n, "fine", toml);
+    std::fs::write(dir.join("data.txt"), "some input\n").unwrap();
+    apply(&n, &dir);
+    let out = n.ok(&["pipelines", "run", "fine", "--wait"]);
+    let e = n.json(&["pipelines", "describe", "fine-1"]);
+    assert_eq!(e["status"], "Succeeded", "{out}\n{e}");
+    let copy = n.data_dir().join("copy.txt");
+    n.ok(&["store", "cp", step(&e, "copy")["outputs"]["copy"].as_str().unwrap(), copy.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "some input\n");
+    let uid = n.data_dir().join("uid.txt");
+    n.ok(&["store", "cp", step(&e, "copy")["outputs"]["uid"].as_str().unwrap(), uid.to_str().unwrap()]);
+    let uid = std::fs::read_to_string(&uid).unwrap();
+    if flags.is_empty() {
+        assert!(!uid.trim().is_empty(), "{uid}");
+    } else {
+        assert_eq!(uid.trim(), "65534", "the step ran as the unprivileged user");
+    }
 }
 
 #[test]
