@@ -86,9 +86,8 @@ impl Default for Call {
 }
 
 /// A finished invocation. Its log lines (START … REPORT) are in the function's [`LogBook`],
-/// found by the request id.
+/// found by its [`Call`]'s request id.
 pub struct Invocation {
-    pub request_id: String,
     pub answer: Answer,
 }
 
@@ -344,7 +343,8 @@ impl Function {
                     InvokeError::Busy { workers: crate::prediction_workers() }
                 })?;
                 let stop = cancel.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
-                let (ct, body, l, p) = (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
+                let (ct, body, l, p) =
+                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
                 // The slot and the worker permit go with the work: they are given back when it
                 // really ends, not when the caller stops waiting.
                 tokio::task::spawn_blocking(move || {
@@ -385,7 +385,7 @@ impl Function {
         lines.push(logs::report_line(request_id, duration_ms, self.spec.memory_mb, used, init));
         self.logs.push(clock::now_ms(), lines);
         let (answer, _, _) = result?;
-        Ok(Invocation { request_id: request_id.clone(), answer })
+        Ok(Invocation { answer })
     }
 }
 

@@ -116,11 +116,12 @@ impl Iam {
         .bind(clock::now_ms())
         .execute(&mut *tx.tx)
         .await?;
-        let retired = sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE user_name = $1 AND status = 'Active'")
-            .bind(ADMIN_USER)
-            .execute(&mut *tx.tx)
-            .await?
-            .rows_affected();
+        let retired =
+            sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE user_name = $1 AND status = 'Active'")
+                .bind(ADMIN_USER)
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected();
         let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
         keep(&key)?;
         tx.commit().await?;

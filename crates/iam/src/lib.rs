@@ -8,9 +8,9 @@
 pub mod credentials;
 pub mod crypto;
 mod keys;
-pub mod sigv4;
 #[cfg(test)]
 mod proptests;
+pub mod sigv4;
 
 pub use keys::{Iam, NewAccessKey, Prepared, Principal};
 

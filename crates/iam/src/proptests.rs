@@ -216,6 +216,22 @@ enum Expect {
     Either,
 }
 
+impl Expect {
+    /// Checks what verifying the changed request gave against this expectation.
+    fn check<E: std::fmt::Debug + PartialEq>(
+        self,
+        verdict: Result<(), E>,
+        changed: &impl std::fmt::Debug,
+    ) -> Result<(), TestCaseError> {
+        match self {
+            Expect::Refused => prop_assert!(verdict.is_err(), "verified after a one-byte change: {:?}", changed),
+            Expect::Accepted => prop_assert_eq!(verdict, Ok(()), "the same request after a change of case"),
+            Expect::Either => {}
+        }
+        Ok(())
+    }
+}
+
 /// Another printable ASCII byte than `old` (which is one): `shift` places further, cycling.
 fn other_byte(old: u8, shift: u8) -> u8 {
     assert!((0x20..0x7f).contains(&old), "requests are printable ASCII, not {old:#x}");
@@ -436,12 +452,7 @@ proptest! {
                 if old.eq_ignore_ascii_case(&to) { Expect::Accepted } else { Expect::Refused }
             }
         };
-        let verdict = changed.verify();
-        match expect {
-            Expect::Refused => prop_assert!(verdict.is_err(), "verified after a one-byte change: {:?}", changed),
-            Expect::Accepted => prop_assert_eq!(verdict, Ok(()), "the same request after a change of case"),
-            Expect::Either => {}
-        }
+        expect.check(changed.verify(), &changed)?;
     }
 
     #[test]
@@ -470,12 +481,7 @@ proptest! {
                 Expect::Refused
             }
         };
-        let verdict = changed.verify();
-        match expect {
-            Expect::Refused => prop_assert!(verdict.is_err(), "verified after a one-byte change: {:?}", changed),
-            Expect::Accepted => prop_assert_eq!(verdict, Ok(()), "the same request after a change of case"),
-            Expect::Either => {}
-        }
+        expect.check(changed.verify(), &changed)?;
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub trait RowSink {
     fn current_row(&mut self) -> &mut [f32];
     /// Rows so far.
     fn rows(&self) -> usize;
+    /// Asked, before the first row, to collect class probabilities too; returns whether
+    /// they are collected. A sink that keeps only features has nothing to refuse.
+    fn collect_probabilities(&mut self) -> bool {
+        true
+    }
 }
 
 /// A sink that keeps every row: the whole encoded matrix, for tests and tools.
@@ -141,15 +146,6 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Starts collecting probabilities (when the model gives them), if no row came yet;
-    /// returns whether they are collected.
-    pub fn collect_probabilities(&mut self) -> bool {
-        if self.rows == 0 && self.predictor.task != Task::Regression {
-            self.probabilities.get_or_insert_with(Vec::new);
-        }
-        self.probabilities.is_some() || self.predictor.task == Task::Regression
-    }
-
     /// The model's preprocessing, to encode values with.
     pub fn preprocessor(&self) -> &'a Preprocessor {
         self.predictor.preprocessor()
@@ -235,6 +231,14 @@ impl<'a> Batch<'a> {
 }
 
 impl RowSink for Batch<'_> {
+    /// Starts collecting probabilities (when the model gives them), if no row came yet.
+    fn collect_probabilities(&mut self) -> bool {
+        if self.rows == 0 && self.predictor.task != Task::Regression {
+            self.probabilities.get_or_insert_with(Vec::new);
+        }
+        self.probabilities.is_some() || self.predictor.task == Task::Regression
+    }
+
     fn next_row(&mut self) -> Result<(usize, &mut [f32]), ProtocolError> {
         if self.chunk.len() == CHUNK_ROWS * self.width && self.width > 0 {
             self.flush()?;

@@ -75,7 +75,7 @@ enum Asked {
 
 /// Scans the body into `sink`; `None` for the general path (or, with `failed` set, when the
 /// sink refused).
-fn scan<S: RowSink + WantsProbabilities>(
+fn scan<S: RowSink>(
     body: &[u8],
     pre: &Preprocessor,
     sink: &mut S,
@@ -95,7 +95,7 @@ fn scan<S: RowSink + WantsProbabilities>(
             b"return_probabilities" => {
                 s.eat(b':')?;
                 asked = match s.value()? {
-                    Value::Bool(true) => Asked::Probabilities { collected: sink.want_probabilities() },
+                    Value::Bool(true) => Asked::Probabilities { collected: sink.collect_probabilities() },
                     Value::Bool(false) => Asked::Predictions,
                     _ => return None,
                 };
@@ -111,28 +111,10 @@ fn scan<S: RowSink + WantsProbabilities>(
     (s.i == s.b.len() && seen_instances && sink.rows() > 0).then_some(asked)
 }
 
-/// A sink that can be told, before its first row, that probabilities are wanted; returns
-/// whether it will collect them.
-trait WantsProbabilities {
-    fn want_probabilities(&mut self) -> bool;
-}
-
-impl WantsProbabilities for Batch<'_> {
-    fn want_probabilities(&mut self) -> bool {
-        self.collect_probabilities()
-    }
-}
-
-impl WantsProbabilities for Matrix {
-    fn want_probabilities(&mut self) -> bool {
-        true
-    }
-}
-
-fn rows(
+fn rows<S: RowSink>(
     s: &mut Scan<'_>,
     pre: &Preprocessor,
-    sink: &mut dyn RowSink,
+    sink: &mut S,
     failed: &mut Option<ProtocolError>,
 ) -> Option<()> {
     s.eat(b'[')?;

@@ -21,9 +21,9 @@ pub mod parquet;
 pub mod plots;
 pub mod predict;
 pub mod preprocess;
-pub mod protocols;
 #[cfg(test)]
 mod proptests;
+pub mod protocols;
 pub mod table;
 pub mod train;
 pub mod xgboost;

@@ -151,12 +151,11 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
     // Everything an upload needs is checked here, before `apply` changes anything.
     for u in &project.uploads {
         let bad = |reason: String| CliError::Input(format!("{}: uploads: {reason}", file.display()));
-        let (bucket, key) = u
-            .to
-            .strip_prefix("s3://")
-            .and_then(|r| r.split_once('/'))
-            .filter(|(b, k)| !b.is_empty() && !k.is_empty() && !k.ends_with('/'))
-            .ok_or_else(|| bad(format!("to = {:?} must be s3://bucket/key", u.to)))?;
+        let (bucket, key) =
+            u.to.strip_prefix("s3://")
+                .and_then(|r| r.split_once('/'))
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty() && !k.ends_with('/'))
+                .ok_or_else(|| bad(format!("to = {:?} must be s3://bucket/key", u.to)))?;
         nimbus_core::names::bucket(bucket).map_err(|e| bad(format!("to = {:?}: {e}", u.to)))?;
         nimbus_core::names::object_key(key).map_err(|e| bad(format!("to = {:?}: {e}", u.to)))?;
         if bucket.starts_with("nimbus-") {
@@ -168,7 +167,11 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
             return Err(bad(format!("file = {:?} is not a file", local.display())));
         }
         if meta.len() > UPLOAD_LIMIT {
-            return Err(bad(format!("file = {:?} is {} bytes, over the store's limit of {UPLOAD_LIMIT}", local.display(), meta.len())));
+            return Err(bad(format!(
+                "file = {:?} is {} bytes, over the store's limit of {UPLOAD_LIMIT}",
+                local.display(),
+                meta.len()
+            )));
         }
     }
     Ok(project)

@@ -290,10 +290,12 @@ pub(crate) async fn renew_lease(db: &Db, id: &str, owner: &str) -> Result<Lease,
     let until = clock::now_ms() + crate::LEASE.as_millis() as i64;
     let n = db
         .write_one(
-            sqlx::query("UPDATE executions SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 AND status = 'Running'")
-                .bind(until)
-                .bind(id)
-                .bind(owner),
+            sqlx::query(
+                "UPDATE executions SET lease_until_ms = $1 WHERE id = $2 AND owner = $3 AND status = 'Running'",
+            )
+            .bind(until)
+            .bind(id)
+            .bind(owner),
         )
         .await?;
     if n == 0 {
@@ -315,7 +317,10 @@ pub(crate) async fn request_stop(db: &Db, id: &str, actor: &str) -> Result<(), P
 
 /// Who asked the execution to stop, if anyone.
 pub(crate) async fn stop_requested_by(db: &Db, id: &str) -> Result<Option<String>, PipelineError> {
-    let row = sqlx::query("SELECT stop_requested_by FROM executions WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
+    let row = sqlx::query("SELECT stop_requested_by FROM executions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(row.map(|r| r.try_get::<Option<String>, _>("stop_requested_by")).transpose()?.flatten())
 }
 

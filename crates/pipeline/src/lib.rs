@@ -203,7 +203,8 @@ impl Pipelines {
         let info = self.get(name).await?;
         let order = info.spec.validate(name)?;
         let params = info.spec.resolve_parameters(overrides)?;
-        let id = db::create_execution(&self.db, name, &info.spec, &order, &params, actor, &self.runner.instance).await?;
+        let id =
+            db::create_execution(&self.db, name, &info.spec, &order, &params, actor, &self.runner.instance).await?;
         self.spawn(id.clone());
         self.execution(&id).await
     }

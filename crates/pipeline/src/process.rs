@@ -114,7 +114,10 @@ pub(crate) fn validate(field: &str, inputs: &BTreeMap<String, Value>) -> Result<
         Some(v) if v.as_f64().is_some_and(|t| t > 0.0 && t <= MAX_TIMEOUT_SECS) => {}
         Some(v) if !v.is_number() => {}
         Some(v) => {
-            return Err(bad("timeout_seconds", format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} (7 days), got {v}")));
+            return Err(bad(
+                "timeout_seconds",
+                format!("must be more than 0 and at most {MAX_TIMEOUT_SECS} (7 days), got {v}"),
+            ));
         }
     }
     Ok(())
@@ -292,8 +295,14 @@ mod tests {
             (json!({"command": ["echo", "--x=${x}"]}), "steps.p.command[1]: \"--x=${x}\" pastes a reference"),
             (json!({"command": ["sh", "-c", "${x}"]}), "steps.p.command[2]: \"${x}\" would paste a value into a sh"),
             (json!({"command": ["/bin/bash", "-c", "echo ${x}"]}), "steps.p.command[2]: \"echo ${x}\" pastes"),
-            (json!({"command": ["true"], "inputs": {"../../../master.key": "s3://b/k"}}), "steps.p.inputs.../../../master.key: input"),
-            (json!({"command": ["true"], "outputs": {"model": "../x"}}), "steps.p.outputs.model: output \"../x\" must be"),
+            (
+                json!({"command": ["true"], "inputs": {"../../../master.key": "s3://b/k"}}),
+                "steps.p.inputs.../../../master.key: input",
+            ),
+            (
+                json!({"command": ["true"], "outputs": {"model": "../x"}}),
+                "steps.p.outputs.model: output \"../x\" must be",
+            ),
             (json!({"command": ["true"], "outputs": {"a-b": "x"}}), "steps.p.outputs.a-b: output \"a-b\" is not"),
             (json!({"command": ["true"], "environment": {"LD_PRELOAD": "x"}}), "steps.p.environment.LD_PRELOAD:"),
             (json!({"command": ["true"], "timeout_seconds": 0}), "steps.p.timeout_seconds: must be more than 0"),

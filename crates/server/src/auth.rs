@@ -21,8 +21,8 @@ use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nimbus_iam::sigv4::{self, Payload, UriMode};
 use nimbus_iam::IamError;
+use nimbus_iam::sigv4::{self, Payload, UriMode};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;

@@ -23,7 +23,9 @@ pub enum BodyError {
     #[error("{0}")]
     Timeout(String),
     /// The bytes do not hash to the `x-amz-content-sha256` the request signed.
-    #[error("the body's SHA-256 is {found}, not the {signed} that x-amz-content-sha256 signed; send the body that was signed")]
+    #[error(
+        "the body's SHA-256 is {found}, not the {signed} that x-amz-content-sha256 signed; send the body that was signed"
+    )]
     HashMismatch { signed: String, found: String },
     /// The client stopped sending, or sent something unreadable.
     #[error("the request body could not be read: {0}")]
@@ -92,7 +94,8 @@ pub fn checked_stream(
         hash: Option<Sha256>,
         done: bool,
     }
-    let state = State { inner: body.into_data_stream(), size: 0, hash: signed.as_ref().map(|_| Sha256::new()), done: false };
+    let state =
+        State { inner: body.into_data_stream(), size: 0, hash: signed.as_ref().map(|_| Sha256::new()), done: false };
     let fail = |e: BodyError| io::Error::other(e);
     Box::pin(futures::stream::unfold((state, signed), move |(mut st, signed)| async move {
         if st.done {

@@ -16,7 +16,13 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let kind = entry.file_type()?;
-            let mode = if kind.is_dir() { 0o700 } else if kind.is_file() { 0o600 } else { continue };
+            let mode = if kind.is_dir() {
+                0o700
+            } else if kind.is_file() {
+                0o600
+            } else {
+                continue;
+            };
             let current = entry.metadata()?.permissions().mode() & 0o777;
             if current != mode {
                 std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;

@@ -140,7 +140,7 @@ async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, t
     let call = Call::new();
     let (mut res, log) = match function.invoke(&call, ct.as_deref(), &body).await {
         Ok(inv) => {
-            let log = if tail { function.logs.query(0, Some(&inv.request_id), 16) } else { Vec::new() };
+            let log = if tail { function.logs.query(0, Some(&call.request_id), 16) } else { Vec::new() };
             (
                 executed(StatusCode::OK, Body::from(lambda::proxy_response(&inv.answer))),
                 log.into_iter().map(|l| l.text).collect(),

@@ -10,9 +10,9 @@ mod auth;
 mod body;
 mod config;
 mod datadir;
-pub mod listener;
 pub mod error;
 mod invoke;
+pub mod listener;
 mod oip;
 mod state;
 
@@ -84,8 +84,11 @@ impl Server {
         datadir::prepare(dir).map_err(io)?;
         let open_files = datadir::raise_open_files_limit();
         if let Some(n) = open_files.filter(|n| *n < cfg.limits.max_connections as u64 + 64) {
-            tracing::warn!(open_files = n, max_connections = cfg.limits.max_connections,
-                "the open-file limit is below --max-connections; connections past it will fail to be accepted");
+            tracing::warn!(
+                open_files = n,
+                max_connections = cfg.limits.max_connections,
+                "the open-file limit is below --max-connections; connections past it will fail to be accepted"
+            );
         }
         let db = match &cfg.database {
             Some(url) => Db::open(url).await?,

@@ -329,7 +329,8 @@ async fn serve_connection(
     // The watchdog is not woken per request (that cost a task wake and a timer per request):
     // it looks again at the connection's deadline, or at least every `tick`, which bounds how
     // late a deadline that moved earlier (a request head starting) is noticed.
-    let tick = (limits.header_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let tick =
+        (limits.header_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         let next_look = Instant::now() + tick;
         let deadline = Some(state.deadline(&limits).map_or(next_look, |d| d.min(next_look)));

@@ -322,7 +322,7 @@ struct Names(Option<Vec<String>>);
 impl<'de> de::Deserialize<'de> for Names {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wrong = |got: &str| bad(format!("dataframe_split.columns: expected a list of field names, got {got}"));
-        match Cell::deserialize_listed(d)? {
+        match listed(d)? {
             Listed::Null => Ok(Names(None)),
             Listed::Names(names) => Ok(Names(Some(names))),
             Listed::Other(got) => Err(wrong(&got)),
@@ -331,57 +331,55 @@ impl<'de> de::Deserialize<'de> for Names {
 }
 
 /// A value that should be a list of strings, as read.
-pub(super) enum Listed {
+enum Listed {
     Null,
     Names(Vec<String>),
     Other(String),
 }
 
-impl Cell<'_> {
-    /// Reads a list of strings, or says what came instead.
-    pub(super) fn deserialize_listed<'de, D: Deserializer<'de>>(d: D) -> Result<Listed, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Listed;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listed, A::Error> {
-                let mut names = Vec::new();
-                let mut other = None;
-                while let Some(cell) = seq.next_element::<Cell<'de>>()? {
-                    match cell {
-                        Cell::Text(s) if other.is_none() => names.push(s.into_owned()),
-                        _ => other = Some("a list holding other values than strings".to_string()),
-                    }
-                }
-                Ok(other.map_or(Listed::Names(names), Listed::Other))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Listed, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Listed::Other("an object".into()))
-            }
-            fn visit_unit<E>(self) -> Result<Listed, E> {
-                Ok(Listed::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Listed, E> {
-                Ok(Listed::Other(Cell::Bool(b).describe()))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Listed, E> {
-                Ok(Listed::Other(n.to_string()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Listed, E> {
-                Ok(Listed::Other(n.to_string()))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Listed, E> {
-                Ok(Listed::Other(Cell::Number(n, false).describe()))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Listed, E> {
-                Ok(Listed::Other(Cell::Text(s.into()).describe()))
-            }
+/// Reads a list of strings, or says what came instead.
+fn listed<'de, D: Deserializer<'de>>(d: D) -> Result<Listed, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Listed;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of strings")
         }
-        d.deserialize_any(V)
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listed, A::Error> {
+            let mut names = Vec::new();
+            let mut other = None;
+            while let Some(cell) = seq.next_element::<Cell<'de>>()? {
+                match cell {
+                    Cell::Text(s) if other.is_none() => names.push(s.into_owned()),
+                    _ => other = Some("a list holding other values than strings".to_string()),
+                }
+            }
+            Ok(other.map_or(Listed::Names(names), Listed::Other))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Listed, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Listed::Other("an object".into()))
+        }
+        fn visit_unit<E>(self) -> Result<Listed, E> {
+            Ok(Listed::Null)
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Listed, E> {
+            Ok(Listed::Other(Cell::Bool(b).describe()))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Listed, E> {
+            Ok(Listed::Other(n.to_string()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Listed, E> {
+            Ok(Listed::Other(n.to_string()))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Listed, E> {
+            Ok(Listed::Other(Cell::Number(n, false).describe()))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Listed, E> {
+            Ok(Listed::Other(Cell::Text(s.into()).describe()))
+        }
     }
+    d.deserialize_any(V)
 }
 
 struct SplitRows<'r, 's, 'p> {

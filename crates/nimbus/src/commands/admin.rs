@@ -1,9 +1,9 @@
 //! `nimbus admin`: work on a data directory directly, with the server stopped.
 
 use nimbus_core::arn::Partition;
+use nimbus_iam::Iam;
 use nimbus_iam::credentials::{self, Profile};
 use nimbus_iam::crypto::MasterKey;
-use nimbus_iam::Iam;
 use nimbus_meta::Db;
 
 use crate::CliError;

@@ -40,8 +40,13 @@ pub async fn apply(
         apply_all(client, project, dry_run, &mut record).await
     };
     result.map_err(|e| {
-        let done = if changed.is_empty() { "nothing was changed".to_string() } else { format!("already changed: {}", changed.join(", ")) };
-        let what = |m: String| format!("{m}; apply stopped there ({done}; what follows it in the project was not applied)");
+        let done = if changed.is_empty() {
+            "nothing was changed".to_string()
+        } else {
+            format!("already changed: {}", changed.join(", "))
+        };
+        let what =
+            |m: String| format!("{m}; apply stopped there ({done}; what follows it in the project was not applied)");
         match e {
             CliError::Input(m) => CliError::Input(what(m)),
             CliError::Failure(m) => CliError::Failure(what(m)),

@@ -143,8 +143,6 @@ async fn approve_latest(client: &Client, group: &str) -> Result<(), CliError> {
     client
         .json("PATCH", &format!("/model-groups/{}/versions/{version}", encode_segment(group)), &[], Some(body))
         .await?;
-    outln!(
-        "approved {group} version {version} (up.auto_approve = true in this project; elsewhere approval is manual)"
-    );
+    outln!("approved {group} version {version} (up.auto_approve = true in this project; elsewhere approval is manual)");
     Ok(())
 }

@@ -77,8 +77,7 @@ impl Nimbus {
                 (Some(db_url), Some((url.clone(), name)))
             }
         };
-        let mut n =
-            Nimbus {
+        let mut n = Nimbus {
             dir,
             endpoint: String::new(),
             database,

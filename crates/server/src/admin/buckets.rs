@@ -142,7 +142,10 @@ pub async fn delete_object(
 /// `POST /store/fsck[?repair=true]`: checks every object's bytes against its digest and finds
 /// files no object names; with `repair`, removes those and the rows of damaged objects that
 /// nothing holds. Files younger than a minute are left alone (they may be writes in flight).
-pub async fn fsck(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn fsck(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let repair = match q.get("repair").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,

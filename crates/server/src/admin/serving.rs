@@ -115,10 +115,7 @@ fn parse_since(since: Option<&str>, now_ms: i64) -> Result<i64, ApiError> {
         return if ms >= 0 { Ok(ms) } else { Err(bad()) };
     }
     let units = [('s', 1_000i64), ('m', 60_000), ('h', 3_600_000), ('d', 86_400_000)];
-    let (n, per) = units
-        .iter()
-        .find_map(|(u, per)| since.strip_suffix(*u).map(|n| (n, *per)))
-        .ok_or_else(bad)?;
+    let (n, per) = units.iter().find_map(|(u, per)| since.strip_suffix(*u).map(|n| (n, *per))).ok_or_else(bad)?;
     let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
     Ok(n.checked_mul(per).map_or(0, |back| now_ms.saturating_sub(back).max(0)))
 }

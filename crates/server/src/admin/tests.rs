@@ -73,6 +73,7 @@ fn openapi_document_lists_exactly_the_routes() {
             }
         }
     }
-    let routed: BTreeSet<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+    let routed: BTreeSet<(String, String)> =
+        ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
     assert_eq!(documented, routed, "docs/openapi.json and admin::ROUTES differ");
 }
