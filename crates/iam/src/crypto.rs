@@ -23,6 +23,8 @@ pub const MASTER_KEY_ENV: &str = "NIMBUS_MASTER_KEY";
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// The key bytes, for [`MasterKey::derive`] only.
+    root: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -60,7 +62,17 @@ impl MasterKey {
     }
 
     fn from_bytes(bytes: &[u8; 32]) -> MasterKey {
-        MasterKey { cipher: XChaCha20Poly1305::new(bytes.into()) }
+        MasterKey { cipher: XChaCha20Poly1305::new(bytes.into()), root: *bytes }
+    }
+
+    /// A 256-bit key for one `purpose` (e.g. `"api-key-hash"`), derived with HMAC-SHA256 so
+    /// no two purposes share a key and none reveals the master key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.root).expect("any key length");
+        mac.update(b"nimbus derive: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Seals `plain`, bound to `owner`.

@@ -1,0 +1,2 @@
+//! The OAuth2 authorization server and the JWT verifier (work in progress).
+#![forbid(unsafe_code)]
