@@ -2,8 +2,12 @@
 //!
 //! Secrets are sealed with the master key in the database and kept opened in a small
 //! in-memory cache, so the hot path of a signed request costs one map lookup and the HMACs.
+//! The cache never outlives a change: every write of the identity layer bumps
+//! [`Caches::generation`] after it commits and empties the caches, and a reader that loaded a
+//! row before a change stores it only if the generation it started with is still current.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use nimbus_core::arn::Partition;
@@ -30,6 +34,15 @@ pub struct Principal {
     pub access_key_id: String,
 }
 
+/// An access key as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub access_key_id: String,
+    pub user: String,
+    pub active: bool,
+    pub created_ms: i64,
+}
+
 /// A freshly created access key. The secret is shown once and never stored in clear.
 #[derive(Clone)]
 pub struct NewAccessKey {
@@ -50,13 +63,38 @@ struct OpenKey {
     principal: Principal,
 }
 
+/// The in-memory views of the identity tables, and the generation that keeps them honest.
+#[derive(Default)]
+pub(crate) struct Caches {
+    /// Bumped after every committed change to users, keys, groups, roles or policies.
+    generation: AtomicU64,
+    keys: RwLock<HashMap<String, OpenKey>>,
+    pub(crate) grants: RwLock<HashMap<String, Arc<crate::authorize::Grants>>>,
+}
+
+impl Caches {
+    /// The current generation; read it before loading rows to cache.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forgets everything; called after every committed change.
+    pub(crate) fn invalidate(&self) {
+        // Bump first: a reader that loaded rows before this point will see a new generation
+        // and not store what it read.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.keys.write().expect("cache lock").clear();
+        self.grants.write().expect("cache lock").clear();
+    }
+}
+
 /// The identity service.
 #[derive(Clone)]
 pub struct Iam {
-    db: Db,
+    pub(crate) db: Db,
     key: MasterKey,
-    partition: Partition,
-    cache: Arc<RwLock<HashMap<String, OpenKey>>>,
+    pub(crate) partition: Partition,
+    pub(crate) caches: Arc<Caches>,
 }
 
 const ADMIN_USER: &str = "admin";
@@ -64,7 +102,7 @@ const ADMIN_USER: &str = "admin";
 impl Iam {
     /// An identity service over `db`, sealing with `key`.
     pub fn new(db: Db, key: MasterKey, partition: Partition) -> Iam {
-        Iam { db, key, partition, cache: Default::default() }
+        Iam { db, key, partition, caches: Default::default() }
     }
 
     /// The region and account of this deployment.
@@ -93,9 +131,11 @@ impl Iam {
         if inserted == 0 {
             return Ok(None);
         }
+        crate::directory::attach_in(&mut tx.tx, "user", ADMIN_USER, crate::directory::ADMINISTRATOR_ACCESS).await?;
         let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
         keep(&key)?;
         tx.commit().await?;
+        self.caches.invalidate();
         Ok(Some(key))
     }
 
@@ -116,6 +156,7 @@ impl Iam {
         .bind(clock::now_ms())
         .execute(&mut *tx.tx)
         .await?;
+        crate::directory::attach_in(&mut tx.tx, "user", ADMIN_USER, crate::directory::ADMINISTRATOR_ACCESS).await?;
         let retired =
             sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE user_name = $1 AND status = 'Active'")
                 .bind(ADMIN_USER)
@@ -125,22 +166,33 @@ impl Iam {
         let key = self.insert_key(&mut tx.tx, ADMIN_USER).await?;
         keep(&key)?;
         tx.commit().await?;
-        self.cache.write().expect("cache lock").clear();
+        self.caches.invalidate();
         Ok((key, retired))
     }
 
-    /// Creates a user. Admin users hold every permission.
+    /// Creates a user. An admin user is created holding `AdministratorAccess`; any other
+    /// holds nothing until a policy is attached.
     pub async fn create_user(&self, name: &str, is_admin: bool) -> Result<(), IamError> {
         names::resource("user", name)?;
         let mut tx = self.db.write().await?;
-        sqlx::query("INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, $3, $4)")
-            .bind(name)
-            .bind(self.partition.user_arn(name))
-            .bind(is_admin as i64)
-            .bind(clock::now_ms())
-            .execute(&mut *tx.tx)
-            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (name, arn, is_admin, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(self.partition.user_arn(name))
+        .bind(is_admin as i64)
+        .bind(clock::now_ms())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(IamError::Exists { kind: "user", name: name.to_string() });
+        }
+        if is_admin {
+            crate::directory::attach_in(&mut tx.tx, "user", name, crate::directory::ADMINISTRATOR_ACCESS).await?;
+        }
         tx.commit().await?;
+        self.caches.invalidate();
         Ok(())
     }
 
@@ -154,6 +206,7 @@ impl Iam {
         }
         let key = self.insert_key(&mut tx.tx, user).await?;
         tx.commit().await?;
+        self.caches.invalidate();
         Ok(key)
     }
 
@@ -175,23 +228,83 @@ impl Iam {
         Ok(NewAccessKey { user: user.to_string(), access_key_id, secret_access_key: secret })
     }
 
-    /// Disables an access key; requests signed with it are refused from now on.
+    /// Disables an access key; requests signed with it are refused from the next one on.
     pub async fn disable_access_key(&self, access_key_id: &str) -> Result<bool, IamError> {
+        self.set_access_key_status(access_key_id, false).await
+    }
+
+    /// Makes an access key `Active` or `Inactive`. Returns whether the key exists.
+    pub async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool, IamError> {
         let mut tx = self.db.write().await?;
-        let n = sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE access_key_id = $1")
+        let n = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
+            .bind(if active { "Active" } else { "Inactive" })
             .bind(access_key_id)
             .execute(&mut *tx.tx)
             .await?
             .rows_affected();
         tx.commit().await?;
-        self.cache.write().expect("cache lock").remove(access_key_id);
+        self.caches.invalidate();
         Ok(n > 0)
     }
 
+    /// Deletes an access key. Returns whether it existed.
+    pub async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, IamError> {
+        let mut tx = self.db.write().await?;
+        let n = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        self.caches.invalidate();
+        Ok(n > 0)
+    }
+
+    /// Rotates an access key: a new key for the same user, and the old one made `Inactive`, in
+    /// one transaction. The new secret is shown once.
+    pub async fn rotate_access_key(&self, access_key_id: &str) -> Result<NewAccessKey, IamError> {
+        let mut tx = self.db.write().await?;
+        let row = sqlx::query("SELECT user_name FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .fetch_optional(&mut *tx.tx)
+            .await?
+            .ok_or_else(|| IamError::NotFound { kind: "access key", name: access_key_id.to_string() })?;
+        let user: String = row.try_get("user_name")?;
+        sqlx::query("UPDATE access_keys SET status = 'Inactive' WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        let key = self.insert_key(&mut tx.tx, &user).await?;
+        tx.commit().await?;
+        self.caches.invalidate();
+        Ok(key)
+    }
+
+    /// The access keys of `user` (every user when `None`), without secrets.
+    pub async fn list_access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKeyInfo>, IamError> {
+        let rows = sqlx::query(
+            "SELECT access_key_id, user_name, status, created_ms FROM access_keys              WHERE ($1 = '' OR user_name = $1) ORDER BY user_name, created_ms",
+        )
+        .bind(user.unwrap_or(""))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccessKeyInfo {
+                    access_key_id: r.try_get("access_key_id")?,
+                    user: r.try_get("user_name")?,
+                    active: r.try_get::<String, _>("status")? == "Active",
+                    created_ms: r.try_get("created_ms")?,
+                })
+            })
+            .collect()
+    }
+
     async fn open_key(&self, access_key_id: &str) -> Result<Option<OpenKey>, IamError> {
-        if let Some(k) = self.cache.read().expect("cache lock").get(access_key_id) {
+        if let Some(k) = self.caches.keys.read().expect("cache lock").get(access_key_id) {
             return Ok(Some(k.clone()));
         }
+        let generation = self.caches.generation();
         let row = sqlx::query(
             "SELECT k.secret_sealed, k.user_name, u.arn, u.is_admin FROM access_keys k JOIN users u ON u.name = k.user_name \
              WHERE k.access_key_id = $1 AND k.status = 'Active'",
@@ -210,7 +323,12 @@ impl Iam {
                 access_key_id: access_key_id.to_string(),
             },
         };
-        self.cache.write().expect("cache lock").insert(access_key_id.to_string(), open.clone());
+        let mut keys = self.caches.keys.write().expect("cache lock");
+        // A change committed while the row was read: it may be stale, so serve it this once
+        // and do not keep it.
+        if self.caches.generation() == generation {
+            keys.insert(access_key_id.to_string(), open.clone());
+        }
         Ok(Some(open))
     }
 

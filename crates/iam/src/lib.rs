@@ -5,14 +5,19 @@
 //! a [`sigv4::Request`] and asks [`Iam::authenticate`] who sent it.
 #![forbid(unsafe_code)]
 
+mod authorize;
 pub mod credentials;
 pub mod crypto;
+mod directory;
 mod keys;
+pub mod policy;
 #[cfg(test)]
 mod proptests;
 pub mod sigv4;
 
-pub use keys::{Iam, NewAccessKey, Prepared, Principal};
+pub use authorize::{Authorization, RequestFacts};
+pub use directory::{ADMINISTRATOR_ACCESS, Attachment, GroupInfo, ManagedPolicy, PrincipalKind, RoleInfo, UserInfo};
+pub use keys::{AccessKeyInfo, Iam, NewAccessKey, Prepared, Principal};
 
 /// Errors of the identity layer.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,18 @@ pub enum IamError {
     /// The user does not exist.
     #[error("user {0:?} does not exist")]
     UserNotFound(String),
+    /// A user, group, role, policy or key does not exist.
+    #[error("{kind} {name:?} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    /// A user, group, role or policy of that name exists already.
+    #[error("{kind} {name:?} already exists")]
+    Exists { kind: &'static str, name: String },
+    /// A policy document breaks the grammar; the error points at the statement and key.
+    #[error("policy {name}: {error}")]
+    Policy { name: String, error: policy::PolicyError },
+    /// The change would break something that depends on it; the message says what.
+    #[error("{0}")]
+    Conflict(String),
     /// The master key is missing, malformed or cannot open a sealed secret.
     #[error("master key: {0}")]
     MasterKey(String),

@@ -15,31 +15,94 @@
 //!    `content-length` over it is refused before reading, a body that grows over it midway is
 //!    cut off.
 //!
+//! 5. **Authorise** ([`authorize`]): the route's IAM action on its resource ARN
+//!    ([`crate::admin::ROUTES`]) against the caller's policies, before the handler reads an
+//!    upload's body. A denial is 403 `AccessDenied` naming the action and resource, as AWS
+//!    words it; every decision is logged with the principal and the reason.
+//!
 //! The caller's [`nimbus_iam::Principal`] goes into the request's extensions for handlers.
 
-use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nimbus_iam::IamError;
 use nimbus_iam::sigv4::{self, Payload, UriMode};
+use nimbus_iam::{IamError, Principal, RequestFacts};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::admin::{Body, route_of};
+use crate::admin::{Body, resource_of, route_of};
 use crate::body::{self, BodyError};
 use crate::error::ApiError;
 
 /// The admin API's SigV4 service name.
 pub const SERVICE: &str = "nimbus";
 
-/// Middleware: authenticates every admin request as described above.
+/// Middleware: authenticates and authorises every admin request as described above.
 pub async fn require_signature(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
-    let kind = route_of(req.method().as_str(), &matched).map_or(Body::Json, |r| r.body);
-    match authenticate(&state, req, kind, SERVICE).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+    let route = route_of(req.method().as_str(), &matched);
+    let kind = route.map_or(Body::Json, |r| r.body);
+    let req = match authenticate(&state, req, kind, SERVICE).await {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
+    // An unknown path has no route: it is authenticated and then answered 404, revealing
+    // nothing.
+    if let Some(route) = route {
+        let path = req.extensions().get::<OriginalUri>().map(|o| o.0.path().to_string()).unwrap_or_default();
+        let rel = path.strip_prefix("/_nimbus/v1").unwrap_or(&path);
+        let resource = resource_of(route, rel, &state.partition.region, &state.partition.account);
+        let principal = req.extensions().get::<Principal>().cloned();
+        let facts = request_facts(req.extensions());
+        if let Err(e) = authorize(&state, principal.as_ref(), &facts, route.action, &resource).await {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The facts about a request that policy conditions test: source address and transport.
+pub fn request_facts(extensions: &axum::http::Extensions) -> RequestFacts {
+    RequestFacts {
+        source_ip: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+        secure: extensions.get::<nimbus_core::Transport>().is_some_and(|t| t.secure),
+        extra: Vec::new(),
+    }
+}
+
+/// Checks the authenticated `principal` may perform `action` on `resource`; logs the
+/// decision either way.
+pub async fn authorize(
+    state: &AppState,
+    principal: Option<&Principal>,
+    facts: &RequestFacts,
+    action: &str,
+    resource: &str,
+) -> Result<(), ApiError> {
+    let Some(principal) = principal else {
+        return Err(ApiError { status: StatusCode::FORBIDDEN, code: "AccessDenied", message: "not signed".into() });
+    };
+    let verdict = state.iam.authorize(principal, action, resource, facts).await?;
+    tracing::info!(
+        target: "authz",
+        principal = %principal.arn,
+        action,
+        resource,
+        allowed = verdict.is_allowed(),
+        reason = %verdict.reason(),
+        "authorization"
+    );
+    if verdict.is_allowed() {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "AccessDenied",
+            message: verdict.denial(&principal.arn, action, resource),
+        })
     }
 }
 

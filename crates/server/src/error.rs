@@ -72,6 +72,18 @@ impl From<IamError> for ApiError {
             IamError::UserNotFound(_) => {
                 ApiError { status: StatusCode::NOT_FOUND, code: "UserNotFound", message: e.to_string() }
             }
+            IamError::NotFound { .. } => {
+                ApiError { status: StatusCode::NOT_FOUND, code: "NoSuchEntity", message: e.to_string() }
+            }
+            IamError::Exists { .. } => {
+                ApiError { status: StatusCode::CONFLICT, code: "EntityAlreadyExists", message: e.to_string() }
+            }
+            IamError::Policy { .. } => {
+                ApiError { status: StatusCode::BAD_REQUEST, code: "MalformedPolicyDocument", message: e.to_string() }
+            }
+            IamError::Conflict(_) => {
+                ApiError { status: StatusCode::CONFLICT, code: "DeleteConflict", message: e.to_string() }
+            }
             other => internal(other),
         }
     }

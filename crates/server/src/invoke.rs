@@ -26,6 +26,9 @@ use crate::AppState;
 /// The SigV4 service name of the Invoke API.
 pub const SERVICE: &str = "lambda";
 
+/// The IAM action an invocation needs.
+pub const ACTION: &str = "lambda:InvokeFunction";
+
 /// The function name the local emulator's path uses.
 pub const EMULATOR_NAME: &str = "function";
 
@@ -60,10 +63,19 @@ pub async fn invoke(
     let req = if emulator && local && state.allow_unsigned_local_invoke {
         req
     } else {
-        match crate::auth::authenticate(&state, req, crate::admin::Body::Invocation, SERVICE).await {
+        let req = match crate::auth::authenticate(&state, req, crate::admin::Body::Invocation, SERVICE).await {
             Ok(req) => req,
             Err(e) => return lambda_refusal(e),
+        };
+        // `lambda:InvokeFunction` on the function's ARN, as Lambda checks it.
+        let p = &state.partition;
+        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
+        let principal = req.extensions().get::<nimbus_iam::Principal>().cloned();
+        let facts = crate::auth::request_facts(req.extensions());
+        if let Err(e) = crate::auth::authorize(&state, principal.as_ref(), &facts, ACTION, &arn).await {
+            return lambda_refusal(e);
         }
+        req
     };
     let (parts, body) = req.into_parts();
     let payload = match crate::body::read(body, MAX_PAYLOAD as u64).await {
