@@ -10,6 +10,7 @@
 //! Error`, 504 `Endpoint request timed out`). Each request writes one JSON access-log line.
 #![forbid(unsafe_code)]
 
+pub mod cors;
 #[cfg(test)]
 mod proptests;
 pub mod router;

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod browser;
 mod cli_errors;
 mod crash;
 mod docs;
