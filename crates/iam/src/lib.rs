@@ -8,6 +8,7 @@
 pub mod credentials;
 pub mod crypto;
 mod keys;
+pub mod policy;
 #[cfg(test)]
 mod proptests;
 pub mod sigv4;
