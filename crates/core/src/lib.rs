@@ -10,6 +10,15 @@ pub mod names;
 pub mod schema;
 pub mod timeouts;
 
+/// How a request reached the server: `secure` is true on a TLS connection. The IAM context key
+/// `aws:SecureTransport`. The listener puts one in every request's extensions, so a handler
+/// (or a policy check) reads it from the request rather than guessing from headers a client
+/// controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    pub secure: bool,
+}
+
 /// A fresh random identifier (UUID v4, hyphenated), used for request ids and object locations.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()

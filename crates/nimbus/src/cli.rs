@@ -199,6 +199,13 @@ pub struct ServeArgs {
     /// Account id for ARNs
     #[arg(long, env = "NIMBUS_ACCOUNT", default_value = "000000000000")]
     pub account: String,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first); needs
+    /// --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC; unencrypted)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A number of seconds from 0.001 to 86400.

@@ -92,9 +92,14 @@ impl Client {
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or(region)
             .unwrap_or_else(|| "us-east-1".into());
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| CliError::Failure(format!("cannot build the HTTP client: {e}")))?;
+        let mut http = reqwest::Client::builder();
+        // Only for https: a bundle that plain HTTP does not need should not break it.
+        if url.scheme() == "https" {
+            for cert in extra_roots()? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| CliError::Failure(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
             base: endpoint.trim_end_matches('/').to_string(),
             host,
@@ -245,7 +250,24 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> CliError {
-        CliError::Failure(format!("cannot reach nimbus at {}: {e}; is `nimbus serve` running there?", self.base))
+        // reqwest's own text stops at "error sending request"; the cause (refused, timed out, a
+        // certificate not trusted) is the innermost error of the chain.
+        let mut cause = std::error::Error::source(&e);
+        let mut innermost = None;
+        while let Some(c) = cause {
+            innermost = Some(c.to_string());
+            cause = c.source();
+        }
+        let detail = innermost.map_or_else(|| e.to_string(), |c| format!("{e}: {c}"));
+        let hint = if detail.contains("CaUsedAsEndEntity") {
+            "the server's certificate is a CA certificate, which rustls clients refuse as a server's; make it \
+             with `-addext basicConstraints=critical,CA:FALSE` (see the README's TLS section)"
+        } else if detail.contains("certificate") {
+            "if the server's certificate is self-signed or from a private CA, set NIMBUS_CA_BUNDLE to its PEM file"
+        } else {
+            "is `nimbus serve` running there?"
+        };
+        CliError::Failure(format!("cannot reach nimbus at {}: {detail}; {hint}", self.base))
     }
 
     /// The server's base URL.
@@ -272,6 +294,25 @@ impl Client {
         serde_json::from_slice(&answer.body)
             .map_err(|e| CliError::Failure(format!("the server sent invalid JSON: {e}")))
     }
+}
+
+/// Certificates to trust besides the system's: the PEM bundle named by `$NIMBUS_CA_BUNDLE`, else
+/// by `$AWS_CA_BUNDLE` (the AWS CLI's variable, so one setting serves both clients), for a server
+/// whose certificate is self-signed or from a private CA.
+fn extra_roots() -> Result<Vec<reqwest::Certificate>, CliError> {
+    let Some((var, path)) = ["NIMBUS_CA_BUNDLE", "AWS_CA_BUNDLE"]
+        .into_iter()
+        .find_map(|var| std::env::var_os(var).filter(|p| !p.is_empty()).map(|p| (var, std::path::PathBuf::from(p))))
+    else {
+        return Ok(Vec::new());
+    };
+    let bad = |what: String| CliError::Input(format!("${var} {}: {what}", path.display()));
+    let pem = std::fs::read(&path).map_err(|e| bad(format!("cannot read the file: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(format!("not a PEM bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate found (expected PEM 'CERTIFICATE' blocks)".into()));
+    }
+    Ok(certs)
 }
 
 /// The CLI error of an error answer: its message and stable code, `(HttpNNN)` when the answer

@@ -31,6 +31,19 @@ pub struct ServerConfig {
     pub sandbox_helper: Option<PathBuf>,
     /// Which protection confines `process` steps (default: the strongest available).
     pub process_sandbox: nimbus_pipeline::sandbox::Choice,
+    /// `--tls-cert`/`--tls-key`: serve HTTPS with this certificate and key; plain HTTP when
+    /// unset. Both files are read once, at start.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the listener's TLS identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain: the server's certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// Its private key: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1
+    /// (`EC PRIVATE KEY`), unencrypted.
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +59,7 @@ impl Default for ServerConfig {
             allow_unconfined_processes: false,
             sandbox_helper: None,
             process_sandbox: Default::default(),
+            tls: None,
         }
     }
 }

@@ -15,8 +15,9 @@ mod invoke;
 pub mod listener;
 mod oip;
 mod state;
+mod tls;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TlsFiles};
 pub use listener::Limits;
 pub use state::{AppState, Parts};
 
@@ -48,6 +49,8 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
     Meta(#[from] nimbus_meta::MetaError),
     #[error(transparent)]
     Iam(#[from] nimbus_iam::IamError),
@@ -69,8 +72,11 @@ pub enum ServeError {
 pub struct Server {
     pub state: AppState,
     pub addr: SocketAddr,
+    /// The URL clients reach it at: `https://ADDR` with TLS, else `http://ADDR`.
+    pub endpoint: String,
     listener: tokio::net::TcpListener,
     limits: listener::Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// The admin key created on this start, when this was the first start.
     pub new_admin_key: Option<NewAccessKey>,
 }
@@ -79,6 +85,9 @@ impl Server {
     /// Opens the data directory and metadata database, bootstraps the admin key on the first
     /// start, sweeps what an earlier crash left in the store, and binds the listener.
     pub async fn start(cfg: &ServerConfig) -> Result<Server, ServeError> {
+        // First, before anything is created or opened: a wrong certificate or key is the most
+        // likely mistake of a TLS start, and should cost nothing.
+        let tls = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
         let dir = &cfg.data_dir;
         let io = |source| ServeError::DataDir { path: dir.display().to_string(), source };
         datadir::prepare(dir).map_err(io)?;
@@ -132,7 +141,7 @@ impl Server {
             .await
             .map_err(|source| ServeError::Listen { addr: cfg.listen.clone(), source })?;
         let addr = listener.local_addr()?;
-        let endpoint = format!("http://{addr}");
+        let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
         nimbus_iam::crypto::write_private(&dir.join("endpoint"), format!("{endpoint}\n").as_bytes())?;
 
         let credentials_path = dir.join("credentials");
@@ -163,7 +172,7 @@ impl Server {
             db,
             allow_unsigned_local_invoke: cfg.allow_unsigned_local_invoke,
         });
-        Ok(Server { state, addr, listener, limits: cfg.limits, new_admin_key })
+        Ok(Server { state, addr, endpoint, listener, limits: cfg.limits, tls, new_admin_key })
     }
 
     /// The whole HTTP surface.
@@ -175,7 +184,7 @@ impl Server {
     /// executions' current writes, and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let app = app(self.state.clone());
-        listener::serve(self.listener, app, self.limits, shutdown).await?;
+        listener::serve(self.listener, app, self.limits, self.tls, shutdown).await?;
         self.state.pipelines.shutdown().await;
         self.state.db.close().await;
         Ok(())

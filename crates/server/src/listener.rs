@@ -15,6 +15,13 @@
 //! every read and write and its service updates at each request's start and end; a watchdog in
 //! the connection's task compares it with the deadlines. The request path costs a clock read
 //! per socket operation, and a body timer only when a body is not already buffered.
+//!
+//! With `--tls-cert`/`--tls-key` every connection first does its TLS handshake, in its own task
+//! (see [`crate::tls`]) and within the header timeout, which for the first request is counted
+//! from the accept and so covers the handshake and the head together. After that it is served
+//! exactly as a plain one, with the decrypted stream under the same watchdog. Every request
+//! carries, in its extensions, the peer's address (`ConnectInfo<SocketAddr>`) and whether it
+//! came over TLS ([`Transport`]).
 
 use std::future::Future;
 use std::io;
@@ -32,11 +39,15 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use nimbus_core::Transport;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
+
+use crate::tls;
 
 /// The connection limits of a listener; every field has a `nimbus serve` flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,13 +141,14 @@ impl ConnState {
     }
 }
 
-/// A socket that reports its reads and writes to the connection's state.
-struct TrackedIo {
-    inner: TcpStream,
+/// A socket (TCP, or the plaintext side of TLS) that reports its reads and writes to the
+/// connection's state.
+struct TrackedIo<S> {
+    inner: S,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for TrackedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
@@ -147,7 +159,7 @@ impl AsyncRead for TrackedIo {
     }
 }
 
-impl AsyncWrite for TrackedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
         if n > 0 {
@@ -241,11 +253,12 @@ impl Drop for InFlight {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets requests in
-/// flight finish (for up to 30 s) and returns.
+/// flight finish (for up to 30 s) and returns. With `tls`, every connection speaks HTTPS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -276,8 +289,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, app, limits, stop).await;
+            serve_connection(stream, peer, app, limits, tls, stop).await;
             drop(permit);
         });
     }
@@ -291,21 +305,60 @@ pub async fn serve(
     Ok(())
 }
 
+/// One connection, in its own task: the TLS handshake when there is one, then HTTP.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Made at the accept: the first request's head deadline counts from here, so a client gets
+    // one header timeout for the handshake and its first head together.
     let state = Arc::new(ConnState::new());
-    let io = TokioIo::new(TrackedIo { inner: stream, state: state.clone() });
+    match tls {
+        None => {
+            let io = TrackedIo { inner: stream, state: state.clone() };
+            serve_http(io, state, Transport { secure: false }, peer, app, limits, stop).await;
+        }
+        Some(acceptor) => {
+            let deadline = state.started + limits.header_timeout;
+            let stream = tokio::select! {
+                tls = tls::handshake(&acceptor, stream, peer, deadline) => match tls {
+                    Some(s) => s,
+                    None => return,
+                },
+                // Shutting down: a connection still in its handshake has no request to finish.
+                _ = stop.changed() => return,
+            };
+            let io = TrackedIo { inner: stream, state: state.clone() };
+            serve_http(io, state, Transport { secure: true }, peer, app, limits, stop).await;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `io` under the connection's watchdog until the client or the timeouts end
+/// it, or shutdown has let its request in flight finish.
+async fn serve_http<S>(
+    io: TrackedIo<S>,
+    state: Arc<ConnState>,
+    transport: Transport,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let svc_state = state.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         svc_state.request_started();
         let guard = InFlight(svc_state.clone());
         let (mut parts, incoming) = req.into_parts();
         parts.extensions.insert(ConnectInfo(peer));
+        parts.extensions.insert(transport);
         let body = TimedBody {
             inner: incoming,
             deadline: Instant::now() + limits.body_timeout,
@@ -359,5 +412,142 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The listener with and without TLS, on a loopback port, with a handler that reports the
+    //! [`Transport`] it was given.
+
+    use std::time::Duration;
+
+    use axum::Extension;
+    use rustls::pki_types::ServerName;
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::TlsConnector;
+
+    use super::*;
+    use crate::tls::fixture;
+
+    /// Serves a route `/transport` that answers with what its handler sees; returns its address
+    /// and the sender that shuts it down.
+    async fn start(tls: bool, limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let app = Router::new().route(
+            "/transport",
+            axum::routing::get(|Extension(t): Extension<Transport>| async move { format!("secure={}", t.secure) }),
+        );
+        let acceptor = tls.then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let files = crate::TlsFiles { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
+            std::fs::write(&files.cert, fixture::CERT).unwrap();
+            std::fs::write(&files.key, fixture::KEY_PKCS8).unwrap();
+            crate::tls::acceptor(&files).unwrap()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(listener, app, limits, acceptor, async move {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    /// A TLS client that trusts only the test certificate.
+    fn connector() -> TlsConnector {
+        connector_offering(&[])
+    }
+
+    /// A TLS client that trusts only the test certificate and offers these ALPN protocols.
+    fn connector_offering(alpn: &[&[u8]]) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from_pem_slice(fixture::CERT.as_bytes()).unwrap()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        TlsConnector::from(Arc::new(config))
+    }
+
+    /// Sends one `GET path` with `Connection: close` and returns all that came back.
+    async fn get<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, path: &str) -> String {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        // A peer that closes without TLS close_notify ends in an error after the answer; the
+        // bytes before it are what counts.
+        let _ = stream.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    async fn get_tls(addr: SocketAddr, path: &str) -> String {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector().connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), None, "the client offered no ALPN, so none is chosen");
+        get(tls, path).await
+    }
+
+    #[tokio::test]
+    async fn a_handler_sees_secure_transport_on_tls_and_not_on_plain() {
+        let (plain, _stop_plain) = start(false, Limits::default()).await;
+        let answer = get(TcpStream::connect(plain).await.unwrap(), "/transport").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("secure=false"), "{answer}");
+
+        let (tls, _stop_tls) = start(true, Limits::default()).await;
+        let answer = get_tls(tls, "/transport").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("secure=true"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_sends_a_client_hello_is_dropped_and_does_not_stall_others() {
+        let limits = Limits { header_timeout: Duration::from_millis(400), ..Limits::default() };
+        let (addr, _stop) = start(true, limits).await;
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        // Accepted before the next client; its handshake waits in its own task meanwhile.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = get_tls(addr, "/transport").await;
+        assert!(answer.ends_with("secure=true"), "{answer}");
+        // Had the handshake run in the accept loop, the answer could only have come after the
+        // silent connection was given up.
+        let mut buf = [0u8; 16];
+        let still_open = matches!(silent.try_read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        assert!(still_open, "the silent connection was closed before another client was served");
+        let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+            .await
+            .expect("the silent connection was never closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "nothing is sent to a client that never said hello");
+        let after = started.elapsed();
+        assert!(after >= Duration::from_millis(350), "closed after {after:?}, before the 400 ms header timeout");
+    }
+
+    #[tokio::test]
+    async fn alpn_picks_http1_and_refuses_an_h2_only_client() {
+        let (addr, _stop) = start(true, Limits::default()).await;
+        let localhost = || ServerName::try_from("localhost").unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector_offering(&[b"h2", b"http/1.1"]).connect(localhost(), tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert!(get(tls, "/transport").await.ends_with("secure=true"));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            connector_offering(&[b"h2"]).connect(localhost(), tcp).await.is_err(),
+            "an h2-only client was accepted"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_http_on_the_tls_port_gets_no_http_answer() {
+        let (addr, _stop) = start(true, Limits::default()).await;
+        let answer = get(TcpStream::connect(addr).await.unwrap(), "/transport").await;
+        assert!(!answer.contains("HTTP/1.1"), "{answer:?}");
     }
 }

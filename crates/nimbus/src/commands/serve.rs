@@ -1,6 +1,6 @@
 //! `nimbus serve`: start the server in the foreground until SIGTERM or Ctrl-C.
 
-use nimbus_server::{Server, ServerConfig};
+use nimbus_server::{Server, ServerConfig, TlsFiles};
 
 use crate::CliError;
 use crate::cli::{Global, ProcessSandbox, ServeArgs};
@@ -39,17 +39,26 @@ pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
             ProcessSandbox::Landlock => Choice::Landlock,
             ProcessSandbox::SeparateUser => Choice::SeparateUser,
         },
+        // clap has already required both flags or neither.
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
     };
     let started = std::time::Instant::now();
-    let server = Server::start(&cfg).await.map_err(|e| CliError::Failure(e.to_string()))?;
+    let server = Server::start(&cfg).await.map_err(|e| match e {
+        // A certificate or key that cannot be used is the operator's to fix, like a bad flag.
+        nimbus_server::ServeError::Tls(_) => CliError::Input(e.to_string()),
+        _ => CliError::Failure(e.to_string()),
+    })?;
     let metadata = match &cfg.database {
         Some(url) => nimbus_meta::redact_url(url),
         None => format!("sqlite {}", cfg.data_dir.join("meta.db").display()),
     };
     outln!(
-        "nimbus {} serving on http://{} (data dir {}, metadata {}, ready in {:.1} ms)",
+        "nimbus {} serving on {} (data dir {}, metadata {}, ready in {:.1} ms)",
         env!("CARGO_PKG_VERSION"),
-        server.addr,
+        server.endpoint,
         cfg.data_dir.display(),
         metadata,
         started.elapsed().as_secs_f64() * 1000.0

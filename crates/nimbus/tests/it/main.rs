@@ -16,5 +16,6 @@ mod registry;
 mod serving;
 mod sigv4;
 mod store;
+mod tls;
 mod up;
 mod xgboost_models;
