@@ -40,10 +40,3 @@ mod request_id_tests {
         assert_eq!(parsed.get_version_num(), 4);
     }
 }
-
-/// How the request reached the server: `secure` is true on a TLS connection; the IAM context
-/// key `aws:SecureTransport`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transport {
-    pub secure: bool,
-}
