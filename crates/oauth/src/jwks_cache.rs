@@ -99,13 +99,13 @@ impl JwksCache {
         let mut st = slot.state.lock().expect("jwks slot lock");
         match result {
             Ok(keys) => {
-                tracing::debug!(url, keys = keys.len(), "fetched a JWKS");
+                tracing::debug!(url = %nimbus_meta::redact_url(url), keys = keys.len(), "fetched a JWKS");
                 st.keys = Some(Arc::new(keys));
                 st.fetched = Some(Instant::now());
                 st.error = None;
             }
             Err(e) => {
-                tracing::warn!(url, error = %e, "cannot fetch the JWKS of a JWT issuer");
+                tracing::warn!(error = %e, "cannot fetch the JWKS of a JWT issuer");
                 st.error = Some(e);
             }
         }
@@ -120,21 +120,23 @@ impl JwksCache {
         }
     }
 
+    /// Errors name the URL without any password it holds (they reach the logs).
     async fn fetch(&self, url: &str) -> Result<KeyMap, String> {
+        let shown = nimbus_meta::redact_url(url);
         let http = self.http.as_ref().map_err(Clone::clone)?;
-        let mut resp =
-            http.get(url).header("accept", "application/json").send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let failed = |e: reqwest::Error| format!("GET {shown}: {}", e.without_url());
+        let mut resp = http.get(url).header("accept", "application/json").send().await.map_err(failed)?;
         if !resp.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
+            return Err(format!("GET {shown}: HTTP {}", resp.status().as_u16()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!("GET {url}: the JWKS is larger than {} KiB", MAX_JWKS_BYTES / 1024));
+                return Err(format!("GET {shown}: the JWKS is larger than {} KiB", MAX_JWKS_BYTES / 1024));
             }
             body.extend_from_slice(&chunk);
         }
-        parse_jwks(&body).map_err(|e| format!("{url}: {e}"))
+        parse_jwks(&body).map_err(|e| format!("{shown}: {e}"))
     }
 }
 

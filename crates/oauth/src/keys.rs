@@ -96,6 +96,9 @@ pub(crate) struct KeyStore {
     background_reload: AtomicBool,
     /// Held while the first key is made, so concurrent first requests generate one key.
     creating: tokio::sync::Mutex<()>,
+    /// Held from a reload's query to its store, so a slow reload cannot overwrite the set a
+    /// later one read (a rotation's own reload racing a background one).
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl KeyStore {
@@ -110,6 +113,7 @@ impl KeyStore {
             unknown_kid_reload: Default::default(),
             background_reload: AtomicBool::new(false),
             creating: Default::default(),
+            loading: Default::default(),
         });
         store.load().await?;
         Ok(store)
@@ -121,6 +125,21 @@ impl KeyStore {
 
     /// Reads every key row again; only a changed current key is unsealed and parsed anew.
     pub(crate) async fn load(&self) -> Result<(), OauthError> {
+        let _one = self.loading.lock().await;
+        self.load_locked().await
+    }
+
+    /// Reloads unless the set is younger than [`RELOAD_EVERY`], checked under the lock, so a
+    /// burst of requests at the boundary makes one query.
+    async fn load_if_stale(&self) -> Result<(), OauthError> {
+        let _one = self.loading.lock().await;
+        if self.snapshot().loaded.elapsed() < RELOAD_EVERY {
+            return Ok(());
+        }
+        self.load_locked().await
+    }
+
+    async fn load_locked(&self) -> Result<(), OauthError> {
         let rows = sqlx::query(
             "SELECT kid, private_sealed, public_jwk, created_ms, retired_ms FROM signing_keys ORDER BY created_ms, kid",
         )
@@ -241,9 +260,8 @@ impl KeyStore {
     /// The key to sign with, after a reload when the set is old (another replica may have
     /// rotated; signing with a retired key would outlive its publication).
     pub(crate) async fn signing_key(&self) -> Result<Arc<SigningKey>, OauthError> {
-        let set = self.snapshot();
-        if set.loaded.elapsed() >= RELOAD_EVERY
-            && let Err(e) = self.load().await
+        if self.snapshot().loaded.elapsed() >= RELOAD_EVERY
+            && let Err(e) = self.load_if_stale().await
         {
             // Signing with the known key is still right for a while; the error is the DB's.
             tracing::warn!(error = %e, "cannot reload the OAuth2 signing keys");
@@ -306,7 +324,7 @@ impl KeyStore {
         }
         let store = self.clone();
         handle.spawn(async move {
-            if let Err(e) = store.load().await {
+            if let Err(e) = store.load_if_stale().await {
                 tracing::warn!(error = %e, "cannot reload the OAuth2 signing keys");
             }
             store.background_reload.store(false, Ordering::Release);

@@ -238,3 +238,22 @@ async fn discovery_document_and_jwks_shape() {
     assert!(matches!(bad, Err(OauthError::Invalid { field, .. }) if field == "issuer"));
     let _ = &f.dir;
 }
+
+#[tokio::test]
+async fn concurrent_first_uses_make_one_key() {
+    let f = fixture().await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let o = f.oauth.clone();
+            tokio::spawn(async move { o.prepare().await.unwrap() })
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for t in tasks {
+        kids.push(t.await.unwrap());
+    }
+    kids.dedup();
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let rows = nimbus_meta::sqlx::query("SELECT kid FROM signing_keys").fetch_all(f.db.pool()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+}

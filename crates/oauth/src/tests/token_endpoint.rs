@@ -86,6 +86,7 @@ async fn request_forms_and_errors() {
     let c = f.client("forms").await;
     let (id, secret) = (c.info.client_id.clone(), c.client_secret.clone());
     let good = basic(&id, &secret);
+    let long_id = basic(&"a".repeat(500), "x");
     let row = |name, query: &str, content_type, body: &str, auth: Option<&str>, want| Row {
         name,
         query: query.to_string(),
@@ -250,6 +251,23 @@ async fn request_forms_and_errors() {
             Some(&good),
             Err("invalid_request"),
         ),
+        row(
+            "signed percent escape",
+            "grant_type=client_credentials&scope=%+1",
+            FORM,
+            "",
+            Some(&good),
+            Err("invalid_request"),
+        ),
+        row(
+            "cut percent escape",
+            "grant_type=client_credentials&scope=%2",
+            FORM,
+            "",
+            Some(&good),
+            Err("invalid_request"),
+        ),
+        row("overlong client id", "grant_type=client_credentials", FORM, "", Some(&long_id), Err("invalid_client")),
     ];
     let mut failures = Failures::default();
     for r in &rows {
