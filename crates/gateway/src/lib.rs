@@ -4,32 +4,43 @@
 //!
 //! - [`spec`]: the declaration and route keys.
 //! - [`router`]: compiled APIs (radix trees per method), response counters, access logs.
+//! - [`request`]: the request path, stage by stage (locate → route → authorize → throttle →
+//!   integrate → account).
+//! - [`authorizers`]: one file per route authorization (`api_key`, `iam`, `jwt`).
+//! - [`usage`]: API keys, usage plans, token buckets and quotas.
+//! - [`cors`]: per-API CORS, preflights answered by the gateway.
+//! - [`oip`]: the Open Inference Protocol v2 on `protocol = "oip"` routes.
 //!
 //! Every response carries `x-amzn-RequestId` and `apigw-requestid`; errors have API Gateway's
-//! bodies and statuses (404 `Not Found`, 413, 429 `Too Many Requests`, 502 `Internal Server
-//! Error`, 504 `Endpoint request timed out`). Each request writes one JSON access-log line.
+//! bodies and statuses (403 `Forbidden` / `Missing Authentication Token`, 401 `Unauthorized`,
+//! 404 `Not Found`, 413, 429 `Too Many Requests` / `Limit Exceeded`, 502 `Internal Server
+//! Error`, 504 `Endpoint request timed out`). Each request writes one JSON access-log line
+//! with its authorization decision.
 #![forbid(unsafe_code)]
 
+pub mod authorizers;
 pub mod cors;
+pub mod oip;
 #[cfg(test)]
 mod proptests;
+pub mod request;
 pub mod router;
 pub mod spec;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::body::{Body, to_bytes};
-use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use nimbus_core::clock;
-use nimbus_functions::{Answer, Call, Functions, InvokeError};
+use nimbus_functions::Functions;
+use nimbus_iam::Iam;
 use nimbus_meta::Db;
-use serde_json::json;
+use nimbus_oauth::Verifier;
+use usage::Usage;
 
 pub use router::CompiledApi;
 pub use spec::{ApiSpec, RouteSpec, StageSpec};
@@ -65,12 +76,31 @@ struct Table {
 struct Inner {
     db: Db,
     functions: Functions,
+    /// SigV4 and policies of `iam` routes.
+    iam: Iam,
+    /// API keys, usage plans and throttles.
+    usage: Usage,
+    /// Tokens of `jwt:` routes.
+    verifier: Verifier,
+    /// This server's own token issuer, for JWT authorizers that name none.
+    issuer: String,
     table: ArcSwap<Table>,
     /// Held by every create, replace and delete: the host check, the stored declaration and
     /// the table change as one step.
     put_lock: tokio::sync::Mutex<()>,
     /// Requests that matched no API or stage.
     unmatched: AtomicU64,
+}
+
+/// What the gateway is built from.
+pub struct GatewayParts {
+    pub db: Db,
+    pub functions: Functions,
+    pub iam: Iam,
+    pub usage: Usage,
+    pub verifier: Verifier,
+    /// This server's own token issuer URL.
+    pub issuer: String,
 }
 
 /// The deployed APIs; cheap to clone.
@@ -91,12 +121,13 @@ fn compile_table(apis: HashMap<String, Arc<CompiledApi>>) -> Table {
 
 impl Gateway {
     /// Loads the stored APIs.
-    pub async fn open(db: Db, functions: Functions) -> Result<Gateway, GatewayError> {
+    pub async fn open(parts: GatewayParts) -> Result<Gateway, GatewayError> {
+        let GatewayParts { db, functions, iam, usage, verifier, issuer } = parts;
         let mut apis = HashMap::new();
         for stored in db.specs(KIND).await? {
             let compiled = serde_json::from_str::<ApiSpec>(&stored.spec)
                 .map_err(|e| e.to_string())
-                .and_then(|spec| CompiledApi::compile(&stored.name, spec));
+                .and_then(|spec| CompiledApi::compile(&stored.name, spec, &issuer));
             match compiled {
                 Ok(api) => {
                     apis.insert(stored.name.clone(), Arc::new(api));
@@ -107,6 +138,10 @@ impl Gateway {
         let inner = Inner {
             db,
             functions,
+            iam,
+            usage,
+            verifier,
+            issuer,
             table: ArcSwap::from_pointee(compile_table(apis)),
             put_lock: tokio::sync::Mutex::new(()),
             unmatched: AtomicU64::new(0),
@@ -125,7 +160,7 @@ impl Gateway {
                 )));
             }
         }
-        let compiled = Arc::new(CompiledApi::compile(name, spec.clone()).map_err(invalid)?);
+        let compiled = Arc::new(CompiledApi::compile(name, spec.clone(), &self.inner.issuer).map_err(invalid)?);
         let _one_at_a_time = self.inner.put_lock.lock().await;
         for host in &spec.hosts {
             if let Some(other) =
@@ -161,6 +196,11 @@ impl Gateway {
             compile_table(apis)
         });
         Ok(())
+    }
+
+    /// API keys, usage plans and throttles.
+    pub fn usage(&self) -> &Usage {
+        &self.inner.usage
     }
 
     /// The API called `name`.
@@ -222,109 +262,4 @@ impl Gateway {
         let stage = api.stage(stage)?;
         Some((api, stage, route_path))
     }
-
-    /// Answers one request addressed to the gateway.
-    pub async fn handle(&self, req: Request<Body>, peer: Option<SocketAddr>) -> Response<Body> {
-        let started = Instant::now();
-        let request_id = nimbus_core::request_id();
-        let (parts, body) = req.into_parts();
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let path = parts.uri.path();
-        let method = parts.method.as_str();
-        let Some((api, stage, route_path)) = self.locate(host, path) else {
-            self.inner.unmatched.fetch_add(1, Ordering::Relaxed);
-            return finish(&request_id, message(404, "Not Found"));
-        };
-        let Some(matched) = api.find(method, route_path) else {
-            self.inner.unmatched.fetch_add(1, Ordering::Relaxed);
-            let answer = message(404, "Not Found");
-            self.access(&api, stage, "-", &parts, peer, &request_id, answer.status, answer.body.len(), started);
-            return finish(&request_id, answer);
-        };
-        let route = &api.routes[matched.route];
-        let answer = match to_bytes(body, MAX_BODY_BYTES).await {
-            Err(e) if nimbus_core::timeouts::is_body_timeout(&e) => message(408, "Request Timeout"),
-            Err(_) => message(413, "Request Entity Too Large"),
-            Ok(body) => {
-                let call = Call { request_id: request_id.clone(), deadline: Some(started + MAX_INTEGRATION_TIMEOUT) };
-                self.integrate(&route.function, &call, &parts.headers, &body).await
-            }
-        };
-        api.count(matched.route, stage, answer.status);
-        self.access(&api, stage, &route.key, &parts, peer, &request_id, answer.status, answer.body.len(), started);
-        finish(&request_id, answer)
-    }
-
-    /// Calls a route's function and maps its failures to API Gateway's answers. The function
-    /// stops at the call's deadline itself (writing its REPORT); the outer limit is a backstop.
-    async fn integrate(&self, function: &str, call: &Call, headers: &HeaderMap, body: &[u8]) -> Answer {
-        let Some(f) = self.inner.functions.get(function) else {
-            tracing::error!(function, "route integration names a function that does not exist");
-            return message(500, "Internal Server Error");
-        };
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
-        match tokio::time::timeout(backstop, f.invoke(call, content_type, body)).await {
-            Ok(Ok(invocation)) => invocation.answer,
-            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => message(429, "Too Many Requests"),
-            Ok(Err(InvokeError::Timeout(_))) | Err(_) => message(504, "Endpoint request timed out"),
-            Ok(Err(InvokeError::Unavailable(reason))) => {
-                tracing::warn!(function, "integration failed: {reason}");
-                message(502, "Internal Server Error")
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn access(
-        &self,
-        api: &CompiledApi,
-        stage: usize,
-        route_key: &str,
-        parts: &axum::http::request::Parts,
-        peer: Option<SocketAddr>,
-        request_id: &str,
-        status: u16,
-        length: usize,
-        started: Instant,
-    ) {
-        let now = clock::now_ms();
-        // Written by hand rather than through a JSON tree: this runs on every request.
-        let text = |v: &str| serde_json::Value::from(v).to_string();
-        let mut line = String::with_capacity(320);
-        let _ = write!(
-            line,
-            "{{\"requestId\":{},\"ip\":{},\"requestTime\":{},\"httpMethod\":{},\"path\":{},\"routeKey\":{},\"api\":{},\"stage\":{},\"status\":{status},\"protocol\":{},\"responseLength\":{length},\"responseLatencyMs\":{:.3}}}",
-            text(request_id),
-            text(&peer.map(|p| p.ip().to_string()).unwrap_or_default()),
-            text(&clock::rfc3339(now)),
-            text(parts.method.as_str()),
-            text(parts.uri.path()),
-            text(route_key),
-            text(&api.name),
-            text(&api.stages[stage]),
-            text(&format!("{:?}", parts.version)),
-            started.elapsed().as_secs_f64() * 1e3,
-        );
-        tracing::debug!(target: "access", "{line}");
-        api.access.push(now, [line]);
-    }
-}
-
-/// An API Gateway error answer: `{"message": …}`.
-fn message(status: u16, text: &str) -> Answer {
-    Answer::json(status, &json!({ "message": text }))
-}
-
-/// The HTTP response of an answer, with the request-id headers.
-fn finish(request_id: &str, answer: Answer) -> Response<Body> {
-    let mut res = Response::new(Body::from(answer.body));
-    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", id.clone());
-        h.insert("apigw-requestid", id);
-    }
-    res
 }

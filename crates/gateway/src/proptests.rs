@@ -35,10 +35,12 @@ fn api(keys: impl IntoIterator<Item = String>, stages: &[String]) -> Result<Comp
     let spec = ApiSpec {
         description: String::new(),
         hosts: vec![],
-        routes: keys.into_iter().map(|k| (k, RouteSpec { function: "f".into() })).collect(),
+        routes: keys.into_iter().map(|k| (k, RouteSpec::to("f"))).collect(),
         stages: stages.iter().map(|s| (s.clone(), StageSpec::default())).collect(),
+        authorizers: Default::default(),
+        cors: None,
     };
-    CompiledApi::compile("api", spec)
+    CompiledApi::compile("api", spec, "")
 }
 
 fn prod() -> Vec<String> {

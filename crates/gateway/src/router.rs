@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use nimbus_functions::logs::LogBook;
 use nimbus_functions::metrics::label;
 
+use crate::authorizers::Auth;
+use crate::cors::CompiledCors;
 use crate::spec::{ApiSpec, RouteKey, parse_route_key};
+use crate::usage::Throttle;
 
 /// One route of a compiled API.
 #[derive(Debug)]
@@ -17,6 +20,14 @@ pub struct Route {
     pub key: String,
     /// The function that answers.
     pub function: String,
+    /// Who may call it.
+    pub auth: Auth,
+    /// For `jwt:` routes: the scopes of which the token needs one.
+    pub scopes: Vec<String>,
+    /// The route's default throttle, for every caller.
+    pub throttle: Option<Throttle>,
+    /// Whether the route speaks the Open Inference Protocol v2.
+    pub oip: bool,
 }
 
 /// A matched route with its path parameters.
@@ -39,13 +50,20 @@ pub struct CompiledApi {
     pub access: LogBook,
     /// Stage names, in declaration order; a stage is referred to by its index.
     pub stages: Vec<String>,
+    /// Each stage's default throttle, by stage index.
+    pub stage_throttles: Vec<Option<Throttle>>,
+    /// JWT authorizers by name, with the issuer filled in.
+    pub jwt: HashMap<String, nimbus_oauth::JwtAuthorizerSpec>,
+    /// CORS, compiled.
+    pub cors: Option<CompiledCors>,
     /// Responses by (route, stage index, status).
     counts: Mutex<HashMap<(usize, usize, u16), u64>>,
 }
 
 impl CompiledApi {
-    /// Compiles a validated declaration; conflicting routes are an error naming both.
-    pub fn compile(name: &str, spec: ApiSpec) -> Result<CompiledApi, String> {
+    /// Compiles a validated declaration; conflicting routes are an error naming both. JWT
+    /// authorizers without an issuer get `builtin_issuer`, this server's own.
+    pub fn compile(name: &str, spec: ApiSpec, builtin_issuer: &str) -> Result<CompiledApi, String> {
         spec.validate(name)?;
         let mut routes = Vec::new();
         let mut by_method: HashMap<String, matchit::Router<usize>> = HashMap::new();
@@ -53,7 +71,14 @@ impl CompiledApi {
         let mut default = None;
         for (key, route) in &spec.routes {
             let idx = routes.len();
-            routes.push(Route { key: key.clone(), function: route.function.clone() });
+            routes.push(Route {
+                key: key.clone(),
+                function: route.function.clone(),
+                auth: Auth::parse(route.auth.as_deref())?,
+                scopes: route.scopes.clone(),
+                throttle: route.throttle,
+                oip: route.protocol.as_deref() == Some("oip"),
+            });
             match parse_route_key(key)? {
                 RouteKey::Default => default = Some(idx),
                 RouteKey::Route { method, pattern } => {
@@ -63,9 +88,27 @@ impl CompiledApi {
                 }
             }
         }
+        let jwt = spec
+            .authorizers
+            .iter()
+            .map(|(n, a)| {
+                let issuer = a.issuer.clone().unwrap_or_else(|| builtin_issuer.to_string());
+                (
+                    n.clone(),
+                    nimbus_oauth::JwtAuthorizerSpec {
+                        issuer,
+                        audience: a.audience.clone(),
+                        jwks_url: a.jwks_url.clone(),
+                    },
+                )
+            })
+            .collect();
         Ok(CompiledApi {
             name: name.to_string(),
             stages: spec.stages.keys().cloned().collect(),
+            stage_throttles: spec.stages.values().map(|s| s.throttle).collect(),
+            jwt,
+            cors: spec.cors.as_ref().map(|c| c.compile()),
             spec,
             routes,
             by_method,
@@ -133,10 +176,12 @@ mod tests {
         let spec = ApiSpec {
             description: String::new(),
             hosts: vec![],
-            routes: keys.iter().map(|k| (k.to_string(), RouteSpec { function: format!("f{}", k.len()) })).collect(),
+            routes: keys.iter().map(|k| (k.to_string(), RouteSpec::to(&format!("f{}", k.len())))).collect(),
             stages: [("prod".to_string(), StageSpec::default())].into(),
+            authorizers: Default::default(),
+            cors: None,
         };
-        CompiledApi::compile("t", spec)
+        CompiledApi::compile("t", spec, "")
     }
 
     #[test]

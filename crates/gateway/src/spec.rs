@@ -9,8 +9,16 @@
 //! "GET /items/{id}" = { function = "items" }
 //! "ANY /{proxy+}" = { function = "fallback" }
 //! "$default" = { function = "fallback" }
+//! "POST /private" = { function = "predict", auth = "iam" }
+//! "POST /scoped" = { function = "predict", auth = "jwt:pool", scopes = ["titanic/predict"] }
+//! "ANY /v2/{proxy+}" = { function = "predict", protocol = "oip", auth = "api_key" }
 //! [apis.titanic.stages.prod]
 //! variables = { model = "titanic" }
+//! throttle = { rate = 100, burst = 50 }     # the stage's default throttle, for every caller
+//! [apis.titanic.authorizers.pool]           # a JWT authorizer; no issuer = the built-in one
+//! audience = ["titanic-client"]
+//! [apis.titanic.cors]
+//! allow_origins = ["https://app.example.com"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -18,17 +26,53 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// First path segments the server keeps for itself; no API may take these names.
-pub const RESERVED_NAMES: [&str; 3] = ["v2", "metrics", "2015-03-31"];
+pub const RESERVED_NAMES: [&str; 5] = ["metrics", "2015-03-31", "oauth2", ".well-known", "_nimbus"];
 
 /// Methods a route may name (`ANY` matches all).
 pub const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"];
 
-/// A route's integration.
+/// A route's integration and authorization.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// The function that answers.
     pub function: String,
+    /// Who may call: `none` (the default, as in API Gateway), `api_key`, `iam` or `jwt:NAME`
+    /// (an authorizer of this API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// For `jwt:` routes: the token needs at least one of these scopes (none: any token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// This route's default throttle, for every caller (instead of the stage's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::usage::Throttle>,
+    /// `oip`: the route speaks the Open Inference Protocol v2 (`…/v2/models/{m}/infer`, metadata,
+    /// health) for its function; absent: the function's own request forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+impl RouteSpec {
+    /// A public route to `function`.
+    pub fn to(function: &str) -> RouteSpec {
+        RouteSpec { function: function.to_string(), auth: None, scopes: Vec::new(), throttle: None, protocol: None }
+    }
+}
+
+/// A JWT authorizer of an API (API Gateway HTTP API's JWT authorizer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthorizerSpec {
+    /// The `iss` tokens must carry; absent: this server's own authorization server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values, or `client_id` values for tokens without `aud`.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Where the issuer's keys are; default `{issuer}/.well-known/jwks.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
 }
 
 /// A stage: a deployment of the API under `/{api}/{stage}/…`.
@@ -40,6 +84,9 @@ pub struct StageSpec {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
+    /// The stage's default throttle, for every caller of every route without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::usage::Throttle>,
 }
 
 /// An API's declaration.
@@ -55,6 +102,12 @@ pub struct ApiSpec {
     pub routes: BTreeMap<String, RouteSpec>,
     /// Stage name → stage.
     pub stages: BTreeMap<String, StageSpec>,
+    /// JWT authorizers by name, for routes with `auth = "jwt:NAME"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorizers: BTreeMap<String, JwtAuthorizerSpec>,
+    /// CORS for browser clients; absent: no CORS headers, preflights go to routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<crate::cors::CorsSpec>,
 }
 
 /// A parsed route key.
@@ -113,6 +166,7 @@ pub fn parse_route_key(key: &str) -> Result<RouteKey, String> {
 impl ApiSpec {
     /// Checks the declaration; the error names the field and the fix.
     pub fn validate(&self, name: &str) -> Result<(), String> {
+        let name_of_api = name;
         nimbus_core::names::resource("API name", name).map_err(|e| e.to_string())?;
         if RESERVED_NAMES.contains(&name) {
             return Err(format!("API name {name:?} is reserved (the server uses /{name}/); choose another name"));
@@ -122,14 +176,58 @@ impl ApiSpec {
                 "routes: declare at least one route, e.g. \"POST /predict\" = { function = \"predict\" }".into()
             );
         }
-        for key in self.routes.keys() {
+        for (key, route) in &self.routes {
             parse_route_key(key)?;
+            let auth = crate::authorizers::Auth::parse(route.auth.as_deref())
+                .map_err(|e| format!("routes.{key:?}.auth: {e}"))?;
+            if let crate::authorizers::Auth::Jwt(name) = &auth {
+                if !self.authorizers.contains_key(name) {
+                    return Err(format!(
+                        "routes.{key:?}.auth: authorizer {name:?} is not declared; add [apis.{api}.authorizers.{name}]",
+                        api = name_of_api
+                    ));
+                }
+            } else if !route.scopes.is_empty() {
+                return Err(format!("routes.{key:?}.scopes: scopes apply only to auth = \"jwt:NAME\" routes"));
+            }
+            if let Some(t) = &route.throttle {
+                crate::usage::plan::validate_throttle(&format!("routes.{key:?}.throttle"), t)?;
+            }
+            match route.protocol.as_deref() {
+                None | Some("oip") => {}
+                Some(other) => {
+                    return Err(format!(
+                        "routes.{key:?}.protocol: {other:?} is not known; use \"oip\" (Open Inference Protocol v2) or leave it out"
+                    ));
+                }
+            }
+        }
+        for (name, a) in &self.authorizers {
+            nimbus_core::names::resource("authorizer name", name).map_err(|e| format!("authorizers: {e}"))?;
+            if let Some(issuer) = &a.issuer {
+                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                    return Err(format!(
+                        "authorizers.{name}.issuer: {issuer:?} is not a URL; write the issuer's https:// URL, or leave it out for this server's own"
+                    ));
+                }
+            }
+            if a.audience.is_empty() {
+                return Err(format!(
+                    "authorizers.{name}.audience: list at least one audience (an app client id for client-credentials tokens)"
+                ));
+            }
+        }
+        if let Some(cors) = &self.cors {
+            cors.validate()?;
         }
         if self.stages.is_empty() {
             return Err("stages: declare at least one stage, e.g. [apis.NAME.stages.prod]".into());
         }
-        for stage in self.stages.keys() {
+        for (stage, spec) in &self.stages {
             nimbus_core::names::resource("stage name", stage).map_err(|e| format!("stages: {e}"))?;
+            if let Some(t) = &spec.throttle {
+                crate::usage::plan::validate_throttle(&format!("stages.{stage}.throttle"), t)?;
+            }
         }
         Ok(())
     }

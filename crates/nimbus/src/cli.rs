@@ -96,6 +96,15 @@ pub enum Command {
     /// Administration of a data directory, with the server stopped
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// IAM: users, access keys, groups, roles, managed and inline policies
+    #[command(subcommand)]
+    Iam(IamCommand),
+    /// API keys of usage plans: create (value shown once), list, enable, disable, delete, usage
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The OAuth2 authorization server: app clients, resource servers, signing keys
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Start an embedded server, apply DIR/nimbus.toml, train and deploy, and show a prediction
     Up {
         /// A project directory (or its nimbus.toml)
@@ -124,6 +133,229 @@ pub enum FunctionsCommand {
         /// Also print the invocation's log lines
         #[arg(long)]
         log: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamCommand {
+    /// Users: list, create, delete
+    #[command(subcommand)]
+    Users(IamUsersCommand),
+    /// Access keys of a user: create (secret shown once), list, deactivate, activate, delete, rotate
+    #[command(subcommand, name = "access-keys")]
+    AccessKeys(AccessKeysCommand),
+    /// Groups: list, create, delete, add-user, remove-user
+    #[command(subcommand)]
+    Groups(IamGroupsCommand),
+    /// Roles: list, create, delete
+    #[command(subcommand)]
+    Roles(IamRolesCommand),
+    /// Managed policies: list, get, put (validated), delete, attach, detach; inline: put-inline, delete-inline
+    #[command(subcommand)]
+    Policies(IamPoliciesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamUsersCommand {
+    List,
+    /// Create a user (it holds nothing until a policy is attached)
+    Create {
+        name: String,
+        /// A tag (repeatable), the value of aws:PrincipalTag/KEY
+        #[arg(long, value_name = "KEY=VALUE")]
+        tag: Vec<String>,
+    },
+    /// Delete a user with its access keys and policies (refused from its next request on)
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessKeysCommand {
+    /// List a user's access keys (never the secrets)
+    List {
+        user: String,
+    },
+    /// Create an access key; the secret is shown once
+    Create {
+        user: String,
+    },
+    /// Make a key Inactive: requests signed with it are refused from the next one on
+    Deactivate {
+        user: String,
+        access_key_id: String,
+    },
+    /// Make a key Active again
+    Activate {
+        user: String,
+        access_key_id: String,
+    },
+    Delete {
+        user: String,
+        access_key_id: String,
+    },
+    /// A new key for the user and the old one made Inactive, in one step
+    Rotate {
+        user: String,
+        access_key_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamGroupsCommand {
+    List,
+    Create {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    #[command(name = "add-user")]
+    AddUser {
+        group: String,
+        user: String,
+    },
+    #[command(name = "remove-user")]
+    RemoveUser {
+        group: String,
+        user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamRolesCommand {
+    List,
+    /// Create a role; FILE holds its trust policy (JSON, with Principal)
+    Create {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        trust_policy: PathBuf,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// Whom a policy is attached to.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct PolicyHolder {
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long)]
+    pub role: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IamPoliciesCommand {
+    List,
+    /// Print a managed policy's document
+    Get {
+        name: String,
+    },
+    /// Create or replace a managed policy from a JSON file (checked before it is stored)
+    Put {
+        name: String,
+        /// The policy document (JSON), or - for standard input
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Attach a managed policy to a user, group or role
+    Attach {
+        name: String,
+        #[command(flatten)]
+        to: PolicyHolder,
+    },
+    /// Detach a managed policy
+    Detach {
+        name: String,
+        #[command(flatten)]
+        from: PolicyHolder,
+    },
+    /// Create or replace an inline policy of a user, group or role
+    #[command(name = "put-inline")]
+    PutInline {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        of: PolicyHolder,
+    },
+    #[command(name = "delete-inline")]
+    DeleteInline {
+        name: String,
+        #[command(flatten)]
+        of: PolicyHolder,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key; its value is shown once (send it as x-api-key)
+    Create {
+        name: String,
+        #[arg(long)]
+        usage_plan: Option<String>,
+    },
+    List,
+    /// Refuse the key from the next request on
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Quota used and left in this period
+    Usage {
+        name: String,
+    },
+    /// Usage plans (declared in nimbus.toml under [usage_plans])
+    Plans,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// App clients (client credentials): create (secret shown once), list, delete, rotate-secret
+    #[command(subcommand)]
+    Clients(AuthClientsCommand),
+    /// Resource servers and their scopes
+    #[command(name = "resource-servers")]
+    ResourceServers,
+    /// Make a new token-signing key; tokens signed by the old one stay valid until they expire
+    #[command(name = "rotate-signing-key")]
+    RotateSigningKey,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthClientsCommand {
+    List,
+    /// Create (or update the scopes of) an app client; a new client's secret is shown once
+    Create {
+        name: String,
+        /// An allowed scope, `resource/scope` (repeatable)
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
+    /// A new secret (shown once); the old one stops working
+    #[command(name = "rotate-secret")]
+    RotateSecret {
+        name: String,
     },
 }
 
@@ -206,6 +438,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert (PKCS#8, RSA or EC; unencrypted)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The URL clients reach this server at (behind a proxy or DNS name); the OAuth2 token
+    /// issuer (`iss`) and /.well-known/openid-configuration name it [default: the listener's URL]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// A number of seconds from 0.001 to 86400.

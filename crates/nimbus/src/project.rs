@@ -15,6 +15,23 @@
 //! [pipelines.titanic.steps.train]
 //! kind = "train"
 //! …
+//!
+//! [iam.policies.reader]           # a managed policy: the AWS JSON grammar, as TOML or a file
+//! document = { Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = "nimbus:Describe*", Resource = "*" }] }
+//! [iam.users.alice]
+//! policies = ["reader"]
+//! groups = ["ml"]
+//! [usage_plans.basic]             # see nimbus_gateway::usage::plan
+//! throttle = { rate = 10, burst = 5 }
+//! quota = { limit = 100, period = "DAY" }
+//! stages = [{ api = "titanic", stage = "prod" }]
+//! [api_keys.demo]
+//! usage_plan = "basic"
+//! [auth.resource_servers.titanic]
+//! name = "Titanic API"
+//! scopes = [{ name = "predict" }]
+//! [auth.clients.reports]
+//! scopes = ["titanic/predict"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -69,6 +86,103 @@ pub struct UpSpec {
     pub path: String,
     /// A JSON file (relative to the project) holding the sample request body.
     pub sample: PathBuf,
+    /// An API key declared under `[api_keys]`, and the route path (on the same API and
+    /// stage) that needs it: `up` sends the sample there too and prints the curl with the key.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_path: Option<String>,
+}
+
+/// A policy document in the project: a TOML table in the AWS grammar, or a JSON file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDecl {
+    #[serde(default)]
+    pub description: String,
+    /// The document itself.
+    #[serde(default)]
+    pub document: Option<serde_json::Value>,
+    /// A JSON file holding the document, relative to the project.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// `[iam.users.NAME]`, `[iam.groups.NAME]`, `[iam.roles.NAME]`: who holds which policies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalDecl {
+    /// Managed policies to attach (declared under `[iam.policies]`, or `AdministratorAccess`).
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Inline policies: name → document.
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, serde_json::Value>,
+    /// Users only: the groups the user is in.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Users only: tags (`aws:PrincipalTag/…`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Roles only: the trust policy (who may assume the role).
+    #[serde(default)]
+    pub trust_policy: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[iam]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamDecl {
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyDecl>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, PrincipalDecl>,
+    #[serde(default)]
+    pub users: BTreeMap<String, PrincipalDecl>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, PrincipalDecl>,
+}
+
+/// `[api_keys.NAME]`: an API key (its value is printed once, when `apply` creates it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyDecl {
+    #[serde(default)]
+    pub usage_plan: Option<String>,
+}
+
+/// `[auth.resource_servers.IDENTIFIER]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceServerDecl {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub scopes: Vec<nimbus_oauth::ScopeSpec>,
+}
+
+/// `[auth.clients.NAME]`: an OAuth2 app client (client credentials).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDecl {
+    /// A fixed client id (so a JWT authorizer's `audience` can name it); default: generated.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `identifier/scope` values the client may ask for.
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub token_validity_s: Option<u64>,
+}
+
+/// `[auth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDecl {
+    #[serde(default)]
+    pub resource_servers: BTreeMap<String, ResourceServerDecl>,
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientDecl>,
 }
 
 /// A parsed `nimbus.toml`.
@@ -87,6 +201,18 @@ pub struct Project {
     /// `[apis.NAME]`: see nimbus_gateway::spec.
     #[serde(default)]
     pub apis: BTreeMap<String, ApiSpec>,
+    /// `[iam.*]`: managed policies, groups, users and roles.
+    #[serde(default)]
+    pub iam: IamDecl,
+    /// `[usage_plans.NAME]`: see nimbus_gateway::usage::plan.
+    #[serde(default)]
+    pub usage_plans: BTreeMap<String, nimbus_gateway::usage::UsagePlanSpec>,
+    /// `[api_keys.NAME]`
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeyDecl>,
+    /// `[auth.*]`: the OAuth2 authorization server's resource servers and app clients.
+    #[serde(default)]
+    pub auth: AuthDecl,
     #[serde(default)]
     pub up: Option<UpSpec>,
     /// The directory the file is in; relative paths start there.
@@ -131,6 +257,7 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
             }
         }
     }
+    check_access(&project).map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
     if let Some(up) = &project.up {
         if let Some(p) = up.pipeline.as_ref().filter(|p| !project.pipelines.contains_key(*p)) {
             return Err(CliError::Input(format!("{}: up.pipeline: pipeline {p:?} is not declared", file.display())));
@@ -139,6 +266,21 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
             .apis
             .get(&up.api)
             .ok_or_else(|| CliError::Input(format!("{}: up.api: API {:?} is not declared", file.display(), up.api)))?;
+        match (&up.api_key, &up.api_key_path) {
+            (Some(k), Some(_)) if !project.api_keys.contains_key(k) => {
+                return Err(CliError::Input(format!(
+                    "{}: up.api_key: API key {k:?} is not declared under [api_keys]",
+                    file.display()
+                )));
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(CliError::Input(format!(
+                    "{}: up: give both api_key and api_key_path, or neither",
+                    file.display()
+                )));
+            }
+            _ => {}
+        }
         if !api.stages.contains_key(&up.stage) {
             return Err(CliError::Input(format!(
                 "{}: up.stage: API {} has no stage {:?}",
@@ -175,6 +317,106 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
         }
     }
     Ok(project)
+}
+
+impl Project {
+    /// The policy document of `[iam.policies.NAME]`, as JSON text.
+    pub fn policy_document(&self, name: &str, decl: &PolicyDecl) -> Result<String, CliError> {
+        let bad = |m: String| CliError::Input(format!("iam.policies.{name}: {m}"));
+        match (&decl.document, &decl.file) {
+            (Some(doc), None) => Ok(doc.to_string()),
+            (None, Some(file)) => {
+                let path = self.dir.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("file {}: {e}", path.display())))?;
+                let doc: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| bad(format!("file {}: {e}", path.display())))?;
+                Ok(doc.to_string())
+            }
+            _ => Err(bad("give exactly one of document = { … } or file = \"policy.json\"".into())),
+        }
+    }
+}
+
+/// Checks the access-control declarations against each other and against the policy grammar.
+fn check_access(project: &Project) -> Result<(), String> {
+    let iam = &project.iam;
+    for (name, decl) in &iam.policies {
+        nimbus_core::names::resource("policy", name).map_err(|e| format!("iam.policies: {e}"))?;
+        let doc = project.policy_document(name, decl).map_err(|e| e.to_string())?;
+        nimbus_iam::policy::Policy::parse(&doc).map_err(|e| format!("iam.policies.{name}: {e}"))?;
+    }
+    let kinds = [("groups", &iam.groups), ("users", &iam.users), ("roles", &iam.roles)];
+    for (kind, table) in kinds {
+        for (name, decl) in table {
+            nimbus_core::names::resource("name", name).map_err(|e| format!("iam.{kind}: {e}"))?;
+            for p in &decl.policies {
+                if !iam.policies.contains_key(p) && p != nimbus_iam::ADMINISTRATOR_ACCESS {
+                    return Err(format!(
+                        "iam.{kind}.{name}.policies: policy {p:?} is not declared; add [iam.policies.{p}]"
+                    ));
+                }
+            }
+            for (pname, doc) in &decl.inline_policies {
+                nimbus_iam::policy::Policy::parse(&doc.to_string())
+                    .map_err(|e| format!("iam.{kind}.{name}.inline_policies.{pname}: {e}"))?;
+            }
+            if kind != "users" && (!decl.groups.is_empty() || !decl.tags.is_empty()) {
+                return Err(format!("iam.{kind}.{name}: groups and tags belong to users only"));
+            }
+            for g in &decl.groups {
+                if !iam.groups.contains_key(g) {
+                    return Err(format!("iam.users.{name}.groups: group {g:?} is not declared; add [iam.groups.{g}]"));
+                }
+            }
+            match (kind, &decl.trust_policy) {
+                ("roles", Some(t)) => {
+                    nimbus_iam::policy::Policy::parse_resource_policy(&t.to_string())
+                        .map_err(|e| format!("iam.roles.{name}.trust_policy: {e}"))?;
+                }
+                ("roles", None) => {
+                    return Err(format!(
+                        "iam.roles.{name}.trust_policy: say who may assume the role, e.g. trust_policy = {{ Version = \"2012-10-17\", Statement = [{{ Effect = \"Allow\", Principal = {{ Service = \"lambda.amazonaws.com\" }}, Action = \"sts:AssumeRole\" }}] }}"
+                    ));
+                }
+                (_, Some(_)) => return Err(format!("iam.{kind}.{name}.trust_policy: only roles have a trust policy")),
+                _ => {}
+            }
+        }
+    }
+    for (name, plan) in &project.usage_plans {
+        plan.validate().map_err(|e| format!("usage_plans.{name}: {e}"))?;
+        for s in &plan.stages {
+            let ok = project.apis.get(&s.api).is_some_and(|a| a.stages.contains_key(&s.stage));
+            if !ok {
+                return Err(format!(
+                    "usage_plans.{name}.stages: API {:?} with stage {:?} is not declared under [apis]",
+                    s.api, s.stage
+                ));
+            }
+        }
+    }
+    for (name, key) in &project.api_keys {
+        nimbus_core::names::resource("API key", name).map_err(|e| format!("api_keys: {e}"))?;
+        if let Some(p) = key.usage_plan.as_ref().filter(|p| !project.usage_plans.contains_key(*p)) {
+            return Err(format!("api_keys.{name}.usage_plan: plan {p:?} is not declared; add [usage_plans.{p}]"));
+        }
+    }
+    let scopes: Vec<String> = project
+        .auth
+        .resource_servers
+        .iter()
+        .flat_map(|(id, rs)| rs.scopes.iter().map(move |s| format!("{id}/{}", s.name)))
+        .collect();
+    for (name, client) in &project.auth.clients {
+        for s in &client.scopes {
+            if !scopes.contains(s) {
+                return Err(format!(
+                    "auth.clients.{name}.scopes: {s:?} is not a scope of a declared resource server; declare it under [auth.resource_servers.IDENTIFIER] scopes"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

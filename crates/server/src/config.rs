@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// `--tls-cert`/`--tls-key`: serve HTTPS with this certificate and key; plain HTTP when
     /// unset. Both files are read once, at start.
     pub tls: Option<TlsFiles>,
+    /// `--public-url`: the URL clients reach this server at (behind a proxy or a DNS name);
+    /// the OAuth2 issuer (`iss`) and the OpenID configuration name it. Default: the
+    /// listener's own URL.
+    pub public_url: Option<String>,
 }
 
 /// The PEM files of the listener's TLS identity.
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             allow_unsigned_local_invoke: false,
             allow_unconfined_processes: false,
             sandbox_helper: None,
+            public_url: None,
             process_sandbox: Default::default(),
             tls: None,
         }

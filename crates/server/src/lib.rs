@@ -13,7 +13,7 @@ mod datadir;
 pub mod error;
 mod invoke;
 pub mod listener;
-mod oip;
+mod oauth;
 mod state;
 mod tls;
 
@@ -62,6 +62,10 @@ pub enum ServeError {
     Functions(#[from] nimbus_functions::FunctionsError),
     #[error(transparent)]
     Gateway(#[from] nimbus_gateway::GatewayError),
+    #[error(transparent)]
+    Usage(#[from] nimbus_gateway::usage::UsageError),
+    #[error(transparent)]
+    Oauth(#[from] nimbus_oauth::OauthError),
     #[error("registry: {0}")]
     Registry(String),
     #[error("server: {0}")]
@@ -105,7 +109,7 @@ impl Server {
         };
         let partition = Partition { region: cfg.region.clone(), account: cfg.account.clone() };
         let key = MasterKey::load_or_create(&dir.join("master.key"))?;
-        let iam = Iam::new(db.clone(), key, partition.clone());
+        let iam = Iam::new(db.clone(), key.clone(), partition.clone());
         let store = Store::local(db.clone(), &dir.join("objects"))?;
         let swept = nimbus_store::fsck::sweep(&store).await?;
         if swept > 0 {
@@ -160,9 +164,29 @@ impl Server {
             .await?;
         let functions =
             nimbus_functions::Functions::open(db.clone(), store.clone(), registry.clone(), partition.clone()).await?;
-        let gateway = nimbus_gateway::Gateway::open(db.clone(), functions.clone()).await?;
+        let issuer = cfg.public_url.clone().unwrap_or_else(|| endpoint.clone()).trim_end_matches('/').to_string();
+        let oauth = nimbus_oauth::Oauth::open(db.clone(), key.clone(), issuer.clone()).await?;
+        // The first signing key is made in the background (RSA key generation takes a moment),
+        // so the start is not delayed and the first token request rarely waits for it.
+        let first_key = oauth.clone();
+        tokio::spawn(async move {
+            if let Err(e) = first_key.prepare().await {
+                tracing::error!("cannot prepare the token signing key: {e}");
+            }
+        });
+        let usage = nimbus_gateway::usage::Usage::with_db_counters(db.clone(), key.derive("api-key-hash")).await?;
+        let gateway = nimbus_gateway::Gateway::open(nimbus_gateway::GatewayParts {
+            db: db.clone(),
+            functions: functions.clone(),
+            iam: iam.clone(),
+            usage,
+            verifier: oauth.verifier(),
+            issuer,
+        })
+        .await?;
         let state = AppState::new(state::Parts {
             iam,
+            oauth,
             store,
             registry,
             pipelines,
@@ -199,7 +223,9 @@ pub fn app(state: AppState) -> Router {
         .route("/_nimbus/{*rest}", axum::routing::any(error::not_found))
         .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke::invoke))
         .route("/metrics", axum::routing::get(invoke::metrics))
-        .nest("/v2", oip::router())
+        .route("/oauth2/token", axum::routing::post(oauth::token))
+        .route("/.well-known/jwks.json", axum::routing::get(oauth::jwks))
+        .route("/.well-known/openid-configuration", axum::routing::get(oauth::openid_configuration))
         .fallback(gateway)
         .with_state(state)
 }

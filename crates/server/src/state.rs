@@ -31,6 +31,8 @@ impl std::ops::Deref for AppState {
 /// Handles on every part.
 pub struct Parts {
     pub iam: Iam,
+    /// The OAuth2 authorization server.
+    pub oauth: nimbus_oauth::Oauth,
     pub store: Store,
     pub registry: Registry,
     pub pipelines: Pipelines,

@@ -1,11 +1,13 @@
 //! `nimbus apply`: make the server match `nimbus.toml` — upload data, create model groups,
-//! store pipelines — printing what changed. Idempotent: a second run reports `unchanged`.
+//! store pipelines, IAM, functions, APIs, usage plans, API keys, OAuth2 clients — printing
+//! what changed and every public route. Idempotent: a second run reports `unchanged`.
 
 use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::apply_access::{Created, apply_access, apply_iam};
 use crate::CliError;
 use crate::cli::Global;
 use crate::client::{Client, encode_segment};
@@ -15,7 +17,7 @@ use crate::project::{self, Project};
 pub async fn run(g: &Global, path: &Path, dry_run: bool) -> Result<(), CliError> {
     let project = project::load(path)?;
     let client = Client::new(g)?;
-    apply(&client, &project, dry_run, &mut |line| outln!("{line}")).await
+    apply(&client, &project, dry_run, &mut |line| outln!("{line}")).await.map(|_| ())
 }
 
 /// Applies a loaded project, reporting each change through `say`. Everything that can be
@@ -26,7 +28,7 @@ pub async fn apply(
     project: &Project,
     dry_run: bool,
     say: &mut dyn FnMut(String),
-) -> Result<(), CliError> {
+) -> Result<Created, CliError> {
     let mut changed: Vec<String> = Vec::new();
     let result = {
         let mut record = |line: String| {
@@ -59,7 +61,7 @@ async fn apply_all(
     project: &Project,
     dry_run: bool,
     say: &mut dyn FnMut(String),
-) -> Result<(), CliError> {
+) -> Result<Created, CliError> {
     let name = project.project.name.as_deref().unwrap_or("(unnamed)");
     let about = project.project.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
     say(format!("project  {name}{about}{}", if dry_run { " (dry run: nothing changes)" } else { "" }));
@@ -139,6 +141,7 @@ async fn apply_all(
         let order = spec.validate(name).map_err(|e| CliError::Input(format!("pipelines.{name}: {e}")))?;
         say(format!("pipeline {name}: {what} (steps: {}; registers into {group})", order.join(" -> ")));
     }
+    apply_iam(client, project, dry_run, say).await?;
     for (name, spec) in &project.functions {
         let what =
             put_spec(client, "functions", name, serde_json::to_value(spec).expect("specs serialise"), dry_run).await?;
@@ -152,7 +155,20 @@ async fn apply_all(
         let stages: Vec<String> = spec.stages.keys().map(|s| format!("/{name}/{s}")).collect();
         say(format!("api      {name}: {what} (routes: {}; stages: {})", routes.join(", "), stages.join(", ")));
     }
-    Ok(())
+    let created = apply_access(client, project, dry_run, say).await?;
+    // API Gateway's default is an open route: say so for each one, so nothing is public by
+    // accident.
+    for (name, spec) in &project.apis {
+        for (key, route) in &spec.routes {
+            if route.auth.as_deref().unwrap_or("none") == "none" {
+                let (method, path) = key.split_once(' ').unwrap_or(("ANY", key));
+                for stage in spec.stages.keys() {
+                    say(format!("public   {method} /{name}/{stage}{path}: no authorization (auth = \"none\")"));
+                }
+            }
+        }
+    }
+    Ok(created)
 }
 
 fn prefix(e: CliError, what: &str) -> CliError {

@@ -1,7 +1,9 @@
 //! One module per command group; [`run`] dispatches.
 
+mod access;
 mod admin;
 mod apply;
+mod apply_access;
 mod models;
 mod pipelines;
 mod serve;
@@ -37,6 +39,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Up { path, serve } => up::run(&cli.global, &path, serve).await,
         Command::Admin(cmd) => admin::run(&cli.global, cmd).await,
+        Command::Iam(cmd) => access::iam(&cli.global, cmd).await,
+        Command::Keys(cmd) => access::keys(&cli.global, cmd).await,
+        Command::Auth(cmd) => access::auth(&cli.global, cmd).await,
         Command::Metrics { function, api } => serving::metrics(&cli.global, function, api).await,
     }
 }

@@ -44,6 +44,7 @@ pub async fn start(g: &Global, args: ServeArgs) -> Result<Server, CliError> {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
         },
+        public_url: args.public_url,
     };
     let started = std::time::Instant::now();
     let server = Server::start(&cfg).await.map_err(|e| match e {

@@ -27,15 +27,20 @@ pub async fn run(g: &Global, path: &Path, mut args: ServeArgs) -> Result<(), Cli
     // The demo's emulator curl line is unsigned, as the seeds' local tests are.
     args.allow_unsigned_local_invoke = true;
     let server = serve::start(g, args).await?;
-    let endpoint = format!("http://{}", server.addr);
+    let endpoint = server.endpoint.clone();
+    let data_dir = g.data_dir.clone();
     let serving = tokio::spawn(server.run(nimbus_server::shutdown_signal()));
     // The CLI's own client, pointed at this server with the data directory's admin key.
     let g = Global { endpoint: Some(endpoint.clone()), profile: None, ..g.clone() };
     let client = Client::new(&g)?;
     outln!();
-    apply::apply(&client, &project, false, &mut |line| outln!("{line}")).await?;
+    let created = apply::apply(&client, &project, false, &mut |line| outln!("{line}")).await?;
     if let Some(up) = &project.up {
         walk_through(&g, &client, &project, up, &endpoint).await?;
+        if let (Some(key), Some(path)) = (&up.api_key, &up.api_key_path) {
+            let value = demo_key(&client, &data_dir, key, &created).await?;
+            with_key(&project, up, &endpoint, path, &value).await?;
+        }
     }
     outln!("\nServing on {endpoint}; Ctrl-C stops.");
     match serving.await {
@@ -123,6 +128,74 @@ async fn walk_through(
     outln!("  nimbus{dir} functions invoke {function} --payload '{body}'");
     outln!("  nimbus{dir} logs {function}            # START/END/REPORT lines");
     outln!("  curl -s {endpoint}/metrics");
+    Ok(())
+}
+
+/// The value of the demo's API key: the one this apply created (kept in the data directory,
+/// 0600, so the next `up` can print it again), or the kept one; when neither exists (the
+/// file was removed) the key is made anew, since a value is never shown twice.
+async fn demo_key(
+    client: &Client,
+    data_dir: &Path,
+    name: &str,
+    created: &super::apply_access::Created,
+) -> Result<String, CliError> {
+    let file = data_dir.join("api-keys").join(name);
+    let keep = |value: &str| -> Result<(), CliError> {
+        std::fs::create_dir_all(file.parent().expect("has a parent"))
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    file.parent().expect("has a parent"),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                )
+            })
+            .map_err(|e| CliError::Failure(format!("{}: {e}", file.display())))?;
+        nimbus_iam::crypto::write_private(&file, value.as_bytes()).map_err(|e| CliError::Failure(e.to_string()))
+    };
+    if let Some((_, value)) = created.api_keys.iter().find(|(n, _)| n == name) {
+        keep(value)?;
+        return Ok(value.clone());
+    }
+    if let Ok(value) = std::fs::read_to_string(&file) {
+        return Ok(value.trim().to_string());
+    }
+    let keys = client.json("GET", "/api-keys", &[], None).await?;
+    let plan = keys.as_array().and_then(|a| a.iter().find(|k| k["name"] == name)).map(|k| k["usage_plan"].clone());
+    client.json("DELETE", &format!("/api-keys/{}", encode_segment(name)), &[], None).await?;
+    let v = client.json("POST", "/api-keys", &[], Some(json!({ "name": name, "usage_plan": plan }))).await?;
+    let value = cell(&v["value"]);
+    keep(&value)?;
+    outln!("api key  {name}: made anew (its value was not kept in {})", file.display());
+    Ok(value)
+}
+
+/// Sends the sample to the route behind the API key and prints its curl.
+async fn with_key(project: &Project, up: &UpSpec, endpoint: &str, path: &str, key: &str) -> Result<(), CliError> {
+    let sample = std::fs::read(project.dir.join(&up.sample)).map_err(|e| CliError::Input(format!("up.sample: {e}")))?;
+    let compact: Value = serde_json::from_slice(&sample).unwrap_or(Value::Null);
+    let body = serde_json::to_string(&compact).unwrap_or_default();
+    let url = format!("{endpoint}/{}/{}{path}", up.api, up.stage);
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-api-key", key)
+        .body(sample)
+        .send()
+        .await
+        .map_err(|e| CliError::Failure(format!("request to {url}: {e}")))?;
+    let status = resp.status();
+    let answer = resp.text().await.unwrap_or_default();
+    outln!(
+        "
+POST {url} with x-api-key (the route needs the key; its usage plan throttles and counts)
+-> {status}
+  {answer}"
+    );
+    if !status.is_success() {
+        return Err(CliError::Failure(format!("the request with the API key was answered {status}: {answer}")));
+    }
+    outln!("  curl -s -X POST {url} -H 'x-api-key: {key}' -H 'content-type: application/json' -d '{body}'");
+    outln!("  curl -s -X POST {url} -H 'content-type: application/json' -d '{body}'   # without the key: 403");
     Ok(())
 }
 

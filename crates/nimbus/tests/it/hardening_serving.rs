@@ -162,7 +162,7 @@ fn inference_tensors_with_unknown_names_are_refused_before_their_data() {
     let body = json!({"inputs": [{"name": name, "shape": [1_000_000], "datatype": "FP32", "data": data}]}).to_string();
     let (code, out, err) = n.cli(&["functions", "list"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (status, _, answer) = post(&n, "/v2/models/predict/infer", "application/json", body.into_bytes());
+    let (status, _, answer) = post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", body.into_bytes());
     assert_eq!(status, 400, "{}", &answer[..answer.len().min(300)]);
     assert!(answer.contains("unknown input name"), "{}", &answer[..answer.len().min(300)]);
     still_serves(&n);

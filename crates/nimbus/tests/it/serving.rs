@@ -390,17 +390,17 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
         let (status, body) = n.http("GET", path, b"", None);
         (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
     };
-    assert_eq!(get("/v2/health/live"), (200, json!({"live": true})));
-    assert_eq!(get("/v2/health/ready"), (200, json!({"ready": true})));
-    let (status, meta) = get("/v2/models/predict");
+    assert_eq!(get("/titanic/prod/v2/health/live"), (200, json!({"live": true})));
+    assert_eq!(get("/titanic/prod/v2/health/ready"), (200, json!({"ready": true})));
+    let (status, meta) = get("/titanic/prod/v2/models/predict");
     assert_eq!(status, 200);
     assert_eq!((meta["name"].as_str(), meta["versions"].clone()), (Some("predict"), json!(["1"])));
     let inputs: Vec<&str> = meta["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(inputs, ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]);
-    assert_eq!(get("/v2/models/predict/versions/1").0, 200);
-    assert_eq!(get("/v2/models/predict/versions/2").0, 404);
-    assert_eq!(get("/v2/models/nope").0, 404);
-    assert_eq!(get("/v2/models/predict/ready").1["ready"], true);
+    assert_eq!(get("/titanic/prod/v2/models/predict/versions/1").0, 200);
+    assert_eq!(get("/titanic/prod/v2/models/predict/versions/2").0, 404);
+    assert_eq!(get("/titanic/prod/v2/models/nope").0, 404);
+    assert_eq!(get("/titanic/prod/v2/models/predict/ready").1["ready"], true);
 
     // One input per field, and one [n, 7] tensor in the model's field order: the same answer.
     let per_field = json!({"id": "r1", "inputs": [
@@ -408,7 +408,7 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
         {"name": "Sex", "shape": [3], "datatype": "BYTES", "data": ["male", "male", "female"]},
         {"name": "Pclass", "shape": [3, 1], "datatype": "INT64", "data": [3, 1, 1]}
     ]});
-    let (status, _, text) = post(&n, "/v2/models/predict/infer", "application/json", per_field.to_string());
+    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", per_field.to_string());
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -422,12 +422,12 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
     assert_eq!(v["outputs"][0]["data"], seeds["predictions"], "the same model as the gateway route");
     let tensor = json!({"inputs": [{"name": "x", "shape": [1, 7], "datatype": "BYTES",
         "data": [3, "male", 22, null, null, null, null]}]});
-    let (status, _, text) = post(&n, "/v2/models/predict/versions/1/infer", "application/json", tensor.to_string());
+    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/versions/1/infer", "application/json", tensor.to_string());
     assert_eq!(status, 200, "{text}");
-    let (status, _, text) = post(&n, "/v2/models/predict/versions/9/infer", "application/json", tensor.to_string());
+    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/versions/9/infer", "application/json", tensor.to_string());
     assert_eq!(status, 404, "{text}");
     let bad = json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP64", "data": [22]}]});
-    let (status, _, text) = post(&n, "/v2/models/predict/infer", "application/json", bad.to_string());
+    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", bad.to_string());
     assert_eq!(status, 400, "{text}");
     assert!(serde_json::from_str::<Value>(&text).unwrap()["error"].as_str().unwrap().contains("shape"), "{text}");
 }

@@ -3,6 +3,7 @@
 //! with its action and resource; the router is built from it, and a test checks it against
 //! the router and against `docs/openapi.json`, so the documentation cannot drift.
 
+mod access;
 mod buckets;
 mod iam;
 mod models;

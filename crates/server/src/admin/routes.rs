@@ -8,7 +8,7 @@
 
 use axum::routing::{MethodRouter, delete, get, head, patch, post, put};
 
-use super::{Body, buckets, iam, models, pipelines, serving};
+use super::{Body, access, buckets, iam, models, pipelines, serving};
 use crate::AppState;
 
 /// One admin route.
@@ -204,6 +204,36 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/iam/policies/{policy}", Json, "iam:GetPolicy", POLICY, || get(iam::get_policy)),
     r("PUT", "/iam/policies/{policy}", Json, "iam:CreatePolicy", POLICY, || put(iam::put_policy)),
     r("DELETE", "/iam/policies/{policy}", Json, "iam:DeletePolicy", POLICY, || delete(iam::delete_policy)),
+    // API keys and usage plans (API Gateway's resource paths).
+    r("GET", "/api-keys", Json, "apigateway:GET", API_KEYS, || get(access::list_api_keys)),
+    r("POST", "/api-keys", Json, "apigateway:POST", API_KEYS, || post(access::create_api_key)),
+    r("PATCH", "/api-keys/{api_key}", Json, "apigateway:PATCH", API_KEY, || patch(access::update_api_key)),
+    r("DELETE", "/api-keys/{api_key}", Json, "apigateway:DELETE", API_KEY, || delete(access::delete_api_key)),
+    r("GET", "/api-keys/{api_key}/usage", Json, "apigateway:GET", API_KEY, || get(access::api_key_usage)),
+    r("GET", "/usage-plans", Json, "apigateway:GET", PLANS, || get(access::list_usage_plans)),
+    r("PUT", "/usage-plans/{plan}", Json, "apigateway:PUT", PLAN, || put(access::put_usage_plan)),
+    r("DELETE", "/usage-plans/{plan}", Json, "apigateway:DELETE", PLAN, || delete(access::delete_usage_plan)),
+    // The OAuth2 authorization server (Cognito's action names, one user pool).
+    r("GET", "/auth/resource-servers", Json, "cognito-idp:ListResourceServers", POOL, || {
+        get(access::list_resource_servers)
+    }),
+    r("PUT", "/auth/resource-servers/{identifier}", Json, "cognito-idp:CreateResourceServer", POOL, || {
+        put(access::put_resource_server)
+    }),
+    r("DELETE", "/auth/resource-servers/{identifier}", Json, "cognito-idp:DeleteResourceServer", POOL, || {
+        delete(access::delete_resource_server)
+    }),
+    r("GET", "/auth/clients", Json, "cognito-idp:ListUserPoolClients", POOL, || get(access::list_clients)),
+    r("PUT", "/auth/clients/{client}", Json, "cognito-idp:CreateUserPoolClient", POOL, || put(access::put_client)),
+    r("DELETE", "/auth/clients/{client}", Json, "cognito-idp:DeleteUserPoolClient", POOL, || {
+        delete(access::delete_client)
+    }),
+    r("POST", "/auth/clients/{client}/rotate-secret", Json, "cognito-idp:UpdateUserPoolClient", POOL, || {
+        post(access::rotate_client_secret)
+    }),
+    r("POST", "/auth/signing-keys/rotate", Json, "cognito-idp:UpdateUserPool", POOL, || {
+        post(access::rotate_signing_key)
+    }),
 ];
 
 /// The route a request matched (by its method and matched path under `/_nimbus/v1`).

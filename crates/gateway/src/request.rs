@@ -1,0 +1,317 @@
+//! The gateway's request path, one named stage after another:
+//!
+//! 1. **locate**: the API by host or first path segment, then the stage (hash lookups in a
+//!    table swapped whole on change; no lock).
+//!    A CORS preflight is answered here, before routing and authorization, as API Gateway
+//!    HTTP APIs do.
+//! 2. **route**: the method's radix tree, then `ANY`, then `$default`; no match is 404.
+//! 3. **authorize**: the route's `auth` ([`crate::authorizers`]); `iam` reads the body here
+//!    because the signature covers it, the others decide on headers alone.
+//! 4. **throttle**: API key with its usage plan (throttles, then quota) or the stage/route
+//!    default throttle for everyone ([`crate::usage`]).
+//! 5. **integrate**: read the body (bounded, timed) and call the route's function, or answer
+//!    the Open Inference Protocol for it ([`crate::oip`]).
+//! 6. **account**: CORS headers on the answer, the request-id headers, the per-route counter
+//!    and one JSON access-log line with the authorization decision.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, to_bytes};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use bytes::Bytes;
+use nimbus_core::clock;
+use nimbus_functions::{Answer, Call, InvokeError};
+use serde_json::json;
+
+use crate::authorizers::{self, Auth, Identity};
+use crate::router::{CompiledApi, Route};
+use crate::{Gateway, MAX_BODY_BYTES, MAX_INTEGRATION_TIMEOUT};
+
+/// An answer of the gateway itself or of an integration, before the common headers.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Refused {
+    /// A JSON answer.
+    pub fn json(status: u16, value: serde_json::Value) -> Refused {
+        Refused { status, content_type: "application/json", body: Bytes::from(value.to_string()), headers: Vec::new() }
+    }
+
+    /// API Gateway's `{"message": …}`.
+    pub fn message(status: u16, text: &str) -> Refused {
+        Refused::json(status, json!({ "message": text }))
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Refused {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl From<Answer> for Refused {
+    fn from(a: Answer) -> Refused {
+        Refused { status: a.status, content_type: a.content_type, body: a.body, headers: Vec::new() }
+    }
+}
+
+/// Reads a request body: at most [`MAX_BODY_BYTES`] (413 past it), 408 when it does not arrive
+/// within the listener's body timeout.
+pub async fn read_body(body: Body) -> Result<Bytes, Refused> {
+    match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => Ok(b),
+        Err(e) if nimbus_core::timeouts::is_body_timeout(&e) => Err(Refused::message(408, "Request Timeout")),
+        Err(_) => Err(Refused::message(413, "Request Entity Too Large")),
+    }
+}
+
+/// What the authorize stage decided, for the access log.
+struct Decision {
+    principal: String,
+    result: &'static str,
+}
+
+impl Gateway {
+    /// Answers one request addressed to the gateway.
+    pub async fn handle(&self, req: Request<Body>, peer: Option<SocketAddr>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = nimbus_core::request_id();
+        let (parts, body) = req.into_parts();
+        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+
+        // 1. Locate.
+        let Some((api, stage, route_path)) = self.locate(host, parts.uri.path()) else {
+            self.inner.unmatched.fetch_add(1, Ordering::Relaxed);
+            return finish(&request_id, Refused::message(404, "Not Found"), None, &parts);
+        };
+        if let Some(preflight) = api.cors.as_ref().and_then(|c| c.preflight(&parts.method, &parts.headers)) {
+            let (head, ()) = preflight.into_parts();
+            let mut res = Response::from_parts(head, Body::empty());
+            set_request_id(&mut res, &request_id);
+            self.access(&api, stage, "-", &parts, peer, &request_id, res.status().as_u16(), 0, started, None);
+            return res;
+        }
+
+        // 2. Route.
+        let Some(matched) = api.find(parts.method.as_str(), route_path) else {
+            self.inner.unmatched.fetch_add(1, Ordering::Relaxed);
+            let answer = Refused::message(404, "Not Found");
+            self.access(&api, stage, "-", &parts, peer, &request_id, 404, answer.body.len(), started, None);
+            return finish(&request_id, answer, Some(&api), &parts);
+        };
+        let route = &api.routes[matched.route];
+        let call = Call { request_id: request_id.clone(), deadline: Some(started + MAX_INTEGRATION_TIMEOUT) };
+        let (answer, decision) = self.serve_route(&api, stage, route, &parts, route_path, body, peer, &call).await;
+
+        // 6. Account.
+        api.count(matched.route, stage, answer.status);
+        let length = answer.body.len();
+        self.access(
+            &api,
+            stage,
+            &route.key,
+            &parts,
+            peer,
+            &request_id,
+            answer.status,
+            length,
+            started,
+            Some(&decision),
+        );
+        finish(&request_id, answer, Some(&api), &parts)
+    }
+
+    /// Stages 3–5 for a matched route.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_route(
+        &self,
+        api: &CompiledApi,
+        stage: usize,
+        route: &Route,
+        parts: &Parts,
+        route_path: &str,
+        body: Body,
+        peer: Option<SocketAddr>,
+        call: &Call,
+    ) -> (Refused, Decision) {
+        let secure = parts.extensions.get::<nimbus_core::Transport>().is_some_and(|t| t.secure);
+        let stage_name = api.stages[stage].as_str();
+        let denied = |principal: String| Decision { principal, result: "deny" };
+
+        // 3. Authorize.
+        let (identity, body) = match &route.auth {
+            Auth::None => (Identity::Anonymous, Err(body)),
+            Auth::ApiKey => match authorizers::api_key::authorize(&parts.headers) {
+                Some(id) => (id, Err(body)),
+                None => return (Refused::message(403, "Forbidden"), denied("-".into())),
+            },
+            Auth::Iam => {
+                let resource = authorizers::iam::resource_arn(
+                    &self.inner.iam,
+                    &api.name,
+                    stage_name,
+                    parts.method.as_str(),
+                    route_path,
+                );
+                match authorizers::iam::authorize(&self.inner.iam, parts, body, &resource, peer.map(|p| p.ip()), secure)
+                    .await
+                {
+                    Ok((id, bytes)) => (id, Ok(bytes)),
+                    Err(refused) => return (refused, denied("-".into())),
+                }
+            }
+            Auth::Jwt(name) => {
+                let Some(spec) = api.jwt.get(name) else {
+                    tracing::error!(api = %api.name, authorizer = %name, "route names an authorizer that is not compiled");
+                    return (Refused::message(500, "Internal Server Error"), denied("-".into()));
+                };
+                match authorizers::jwt::authorize(&self.inner.verifier, spec, &route.scopes, &parts.headers).await {
+                    Ok(id) => (id, Err(body)),
+                    Err(refused) => return (refused, denied("-".into())),
+                }
+            }
+        };
+        let principal = identity.principal();
+
+        // 4. Throttle.
+        let throttle = route.throttle.or(api.stage_throttles[stage]);
+        let admission = match &identity {
+            Identity::ApiKey(value) => {
+                self.inner
+                    .usage
+                    .admit(Some(value), &api.name, stage_name, &route.key, throttle, Instant::now(), clock::now_ms())
+                    .await
+            }
+            _ => self.inner.usage.admit_anonymous(&api.name, stage_name, &route.key, throttle, Instant::now()),
+        };
+        if let Some(r) = admission.refusal() {
+            let mut refused = Refused::message(r.status, r.message);
+            if let Some(t) = r.error_type {
+                refused = refused.with_header("x-amzn-errortype", t.to_string());
+            }
+            let result = if r.status == 403 { "deny" } else { "throttled" };
+            return (refused, Decision { principal, result });
+        }
+        let allowed = Decision { principal, result: "allow" };
+
+        // 5. Integrate.
+        let body = match body {
+            Ok(bytes) => bytes,
+            Err(body) => match read_body(body).await {
+                Ok(b) => b,
+                Err(refused) => return (refused, allowed),
+            },
+        };
+        let answer = self.integrate(route, parts, route_path, call, &body).await;
+        (answer, allowed)
+    }
+
+    /// Calls a route's function and maps its failures to API Gateway's answers. The function
+    /// stops at the call's deadline itself (writing its REPORT); the outer limit is a backstop.
+    async fn integrate(&self, route: &Route, parts: &Parts, route_path: &str, call: &Call, body: &[u8]) -> Refused {
+        let function = route.function.as_str();
+        let Some(f) = self.inner.functions.get(function) else {
+            tracing::error!(function, "route integration names a function that does not exist");
+            return Refused::message(500, "Internal Server Error");
+        };
+        let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
+        if route.oip {
+            return match tokio::time::timeout(
+                backstop,
+                crate::oip::answer(&f, call, parts.method.as_str(), route_path, body),
+            )
+            .await
+            {
+                Ok(answer) => answer.into(),
+                Err(_) => Refused::message(504, "Endpoint request timed out"),
+            };
+        }
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        match tokio::time::timeout(backstop, f.invoke(call, content_type, body)).await {
+            Ok(Ok(invocation)) => invocation.answer.into(),
+            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => {
+                Refused::message(429, "Too Many Requests")
+            }
+            Ok(Err(InvokeError::Timeout(_))) | Err(_) => Refused::message(504, "Endpoint request timed out"),
+            Ok(Err(InvokeError::Unavailable(reason))) => {
+                tracing::warn!(function, "integration failed: {reason}");
+                Refused::message(502, "Internal Server Error")
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn access(
+        &self,
+        api: &CompiledApi,
+        stage: usize,
+        route_key: &str,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+        request_id: &str,
+        status: u16,
+        length: usize,
+        started: Instant,
+        decision: Option<&Decision>,
+    ) {
+        let now = clock::now_ms();
+        // Written by hand rather than through a JSON tree: this runs on every request.
+        let text = |v: &str| serde_json::Value::from(v).to_string();
+        let mut line = String::with_capacity(384);
+        let auth = api.routes.iter().find(|r| r.key == route_key).map(|r| r.auth.describe());
+        let _ = write!(
+            line,
+            "{{\"requestId\":{},\"ip\":{},\"requestTime\":{},\"httpMethod\":{},\"path\":{},\"routeKey\":{},\"api\":{},\"stage\":{},\"status\":{status},\"protocol\":{},\"responseLength\":{length},\"responseLatencyMs\":{:.3},\"auth\":{},\"principal\":{},\"authorization\":{}}}",
+            text(request_id),
+            text(&peer.map(|p| p.ip().to_string()).unwrap_or_default()),
+            text(&clock::rfc3339(now)),
+            text(parts.method.as_str()),
+            text(parts.uri.path()),
+            text(route_key),
+            text(&api.name),
+            text(&api.stages[stage]),
+            text(&format!("{:?}", parts.version)),
+            started.elapsed().as_secs_f64() * 1e3,
+            text(auth.as_deref().unwrap_or("-")),
+            text(decision.map_or("-", |d| d.principal.as_str())),
+            text(decision.map_or("-", |d| d.result)),
+        );
+        tracing::debug!(target: "access", "{line}");
+        api.access.push(now, [line]);
+    }
+}
+
+fn set_request_id(res: &mut Response<Body>, request_id: &str) {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        res.headers_mut().insert("x-amzn-requestid", id.clone());
+        res.headers_mut().insert("apigw-requestid", id);
+    }
+}
+
+/// The HTTP response of an answer: its headers, the request-id headers and, for an allowed
+/// origin, the API's CORS headers (on errors too, so a browser can read a 403 or 429).
+fn finish(request_id: &str, answer: Refused, api: Option<&CompiledApi>, parts: &Parts) -> Response<Body> {
+    let mut res = Response::new(Body::from(answer.body));
+    *res.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.append(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(cors) = api.and_then(|a| a.cors.as_ref()) {
+        cors.decorate(&parts.headers, h);
+    }
+    set_request_id(&mut res, request_id);
+    res
+}
