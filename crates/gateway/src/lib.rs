@@ -14,6 +14,7 @@
 mod proptests;
 pub mod router;
 pub mod spec;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::fmt::Write;
