@@ -61,6 +61,23 @@ impl std::fmt::Debug for NewAccessKey {
 struct OpenKey {
     secret: String,
     principal: Principal,
+    /// The last derived signing key and the scope (`date/region/service`) it is for: four
+    /// HMACs saved on every request of the day. It lives and dies with this cache entry, so a
+    /// deactivated or deleted key takes its derived key with it.
+    derived: Arc<std::sync::Mutex<Option<(String, [u8; 32])>>>,
+}
+
+impl OpenKey {
+    fn signing_key(&self, date: &str, region: &str, service: &str) -> [u8; 32] {
+        let scope = format!("{date}/{region}/{service}");
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, k)) = derived.as_ref().filter(|(s, _)| *s == scope) {
+            return *k;
+        }
+        let key = sigv4::signing_key(&self.secret, date, region, service);
+        *derived = Some((scope, key));
+        key
+    }
 }
 
 /// The in-memory views of the identity tables, and the generation that keeps them honest.
@@ -315,6 +332,7 @@ impl Iam {
         let Some(row) = row else { return Ok(None) };
         let sealed: String = row.try_get("secret_sealed")?;
         let open = OpenKey {
+            derived: Default::default(),
             secret: self.key.open(&sealed, access_key_id)?,
             principal: Principal {
                 user: row.try_get("user_name")?,
@@ -386,7 +404,9 @@ impl Prepared {
     /// Checks the signature; `req.body_sha256` is needed when the payload is
     /// [`sigv4::Payload::Unstated`].
     pub fn verify(self, req: &sigv4::Request<'_>, mode: UriMode) -> Result<Principal, IamError> {
-        self.parsed.verify(req, &self.key.secret, &self.region, &self.service, mode, OffsetDateTime::now_utc())?;
+        let (date, region, service) = self.parsed.scope();
+        let key = self.key.signing_key(date, region, service);
+        self.parsed.verify_with_key(req, &key, &self.region, &self.service, mode, OffsetDateTime::now_utc())?;
         Ok(self.key.principal)
     }
 }

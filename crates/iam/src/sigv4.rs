@@ -259,9 +259,30 @@ impl Parsed {
         mode: UriMode,
         now: OffsetDateTime,
     ) -> Result<(), SigError> {
+        let key = signing_key(secret, &self.date, &self.region, &self.service);
+        self.verify_with_key(req, &key, region, service, mode, now)
+    }
+
+    /// The credential scope's date, region and service: what the derived signing key depends
+    /// on besides the secret (a cache of derived keys is keyed by it).
+    pub fn scope(&self) -> (&str, &str, &str) {
+        (&self.date, &self.region, &self.service)
+    }
+
+    /// [`Parsed::verify`] with the signing key already derived from the secret and
+    /// [`Parsed::scope`] (see [`signing_key`]), so a caller may keep it for the day.
+    pub fn verify_with_key(
+        &self,
+        req: &Request<'_>,
+        key: &[u8; 32],
+        region: &str,
+        service: &str,
+        mode: UriMode,
+        now: OffsetDateTime,
+    ) -> Result<(), SigError> {
         self.check_scope_and_time(region, service, now)?;
         let payload_hash = self.payload_hash(req)?;
-        let key = signing_key(secret, &self.date, &self.region, &self.service);
+        let key = *key;
         let scope = format!("{}/{}/{}/aws4_request", self.date, self.region, self.service);
         let query = if self.presigned_expires.is_some() {
             canonical_query_without(req.query, Some("X-Amz-Signature"))

@@ -4,6 +4,10 @@
 
 mod harness;
 
+mod access_cors;
+mod access_iam;
+mod access_keys;
+mod access_oauth;
 mod browser;
 mod cli_errors;
 mod crash;

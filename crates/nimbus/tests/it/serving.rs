@@ -408,7 +408,8 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
         {"name": "Sex", "shape": [3], "datatype": "BYTES", "data": ["male", "male", "female"]},
         {"name": "Pclass", "shape": [3, 1], "datatype": "INT64", "data": [3, 1, 1]}
     ]});
-    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", per_field.to_string());
+    let (status, _, text) =
+        post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", per_field.to_string());
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -422,9 +423,11 @@ fn the_open_inference_protocol_v2_serves_model_functions() {
     assert_eq!(v["outputs"][0]["data"], seeds["predictions"], "the same model as the gateway route");
     let tensor = json!({"inputs": [{"name": "x", "shape": [1, 7], "datatype": "BYTES",
         "data": [3, "male", 22, null, null, null, null]}]});
-    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/versions/1/infer", "application/json", tensor.to_string());
+    let (status, _, text) =
+        post(&n, "/titanic/prod/v2/models/predict/versions/1/infer", "application/json", tensor.to_string());
     assert_eq!(status, 200, "{text}");
-    let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/versions/9/infer", "application/json", tensor.to_string());
+    let (status, _, text) =
+        post(&n, "/titanic/prod/v2/models/predict/versions/9/infer", "application/json", tensor.to_string());
     assert_eq!(status, 404, "{text}");
     let bad = json!({"inputs": [{"name": "Age", "shape": [2], "datatype": "FP64", "data": [22]}]});
     let (status, _, text) = post(&n, "/titanic/prod/v2/models/predict/infer", "application/json", bad.to_string());

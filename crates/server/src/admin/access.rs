@@ -22,10 +22,10 @@ impl From<UsageError> for ApiError {
     fn from(e: UsageError) -> ApiError {
         let (status, code) = match &e {
             UsageError::InvalidPlan { .. } | UsageError::InvalidName(_) => {
-                (StatusCode::BAD_REQUEST, "InvalidParameter")
+                (StatusCode::BAD_REQUEST, "BadRequestException")
             }
-            UsageError::PlanNotFound(_) | UsageError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-            UsageError::PlanInUse { .. } | UsageError::KeyExists(_) => (StatusCode::CONFLICT, "Conflict"),
+            UsageError::PlanNotFound(_) | UsageError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
+            UsageError::PlanInUse { .. } | UsageError::KeyExists(_) => (StatusCode::CONFLICT, "ConflictException"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
         ApiError { status, code, message: e.to_string() }
@@ -35,9 +35,10 @@ impl From<UsageError> for ApiError {
 impl From<OauthError> for ApiError {
     fn from(e: OauthError) -> ApiError {
         let (status, code) = match &e {
-            OauthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "InvalidParameter"),
-            OauthError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-            OauthError::Exists(_) => (StatusCode::CONFLICT, "Conflict"),
+            // Cognito's exception names.
+            OauthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            OauthError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            OauthError::Exists(_) => (StatusCode::CONFLICT, "ResourceExistsException"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
         ApiError { status, code, message: e.to_string() }

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Authorization overhead on the warm prediction path: one nimbus server, one model function
+# (the Titanic example, trained and approved), one API whose routes all call that function and
+# differ only in `auth`:
+#   POST /authbench/prod/open  auth = "none"
+#   POST /authbench/prod/key   auth = "api_key"; two keys, measured as two modes:
+#                              api_key        plan "wide":  throttle rate 1e6, burst 1e6, no quota
+#                              api_key+quota  plan "quota": the same throttle, quota 1e9 a DAY
+#   POST /authbench/prod/iam   auth = "iam"; a user whose policy allows execute-api:Invoke on
+#                              the route's ARN; SigV4 by requests-aws4auth (bench/auth-sign.py),
+#                              signed once per round and replayed by wrk (valid for 15 minutes)
+#   POST /authbench/prod/jwt   auth = "jwt:pool", scopes ["authbench/predict"]; an app client's
+#                              token from /oauth2/token, fetched once, sent as Bearer
+# Every mode is checked once with curl (200 with predictions, and refused without its
+# credentials) before the rounds. Then ROUNDS rounds; in each, every mode (in an order that
+# rotates by one per round) gets a wrk warm-up of WARMUP seconds and a measured run of
+# DURATION seconds: `wrk -t1 -cCONNS --latency` (the peers harness's single-request setting),
+# the server pinned to one CPU and wrk to another with taskset, as the harness does.
+# Prints each run, then per mode the median req/s, the p50/p99 of the median run and the ratio
+# to the `none` route's median, and the targets.
+# With PROFILE=1, after the rounds, `perf record` (flat, server only) runs during one more
+# wrk run per mode; the top symbols per mode are printed and the reports kept.
+#
+# Usage: bench/auth.sh
+#   env: ROUNDS (5) DURATION (10) WARMUP (2) CONNS (8) PROFILE (0)
+#        BIN (default: build with cargo --release into BENCH_TARGET_DIR, /work/target-bench,
+#        never the tree's own target/)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROUNDS="${ROUNDS:-5}" DURATION="${DURATION:-10}" WARMUP="${WARMUP:-2}" CONNS="${CONNS:-8}"
+PROFILE="${PROFILE:-0}"
+BENCH_TARGET_DIR="${BENCH_TARGET_DIR:-$(cd "$ROOT/.." && pwd)/target-bench}"
+if [ -z "${BIN:-}" ]; then
+  CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build --release -q --manifest-path "$ROOT/Cargo.toml" -p nimbus
+  BIN="$BENCH_TARGET_DIR/release/nimbus"
+fi
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+PY="$("$ROOT/scripts/python-env.sh")"   # requests + requests-aws4auth, for bench/auth-sign.py
+
+# CPUs: the server on the first of ours, wrk (and this script's helpers) on the second.
+read -r SERVER_CPU CLIENT_CPU < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[-1])')
+[ "$SERVER_CPU" != "$CLIENT_CPU" ] || { echo "needs 2 CPUs to pin server and wrk apart" >&2; exit 1; }
+
+OUT="$(mktemp -d "${TMPDIR:-/tmp}/nimbus-bench-auth.XXXXXX")"
+DATA="$OUT/data"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BASE="http://127.0.0.1:$port"
+NIMBUS_LOG=warn taskset -c "$SERVER_CPU" "$BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$port" \
+  >"$OUT/server.log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1000); do [ -s "$DATA/endpoint" ] && break; sleep 0.01; done
+[ -s "$DATA/endpoint" ] || { echo "server did not start; see $OUT/server.log" >&2; exit 1; }
+n() { taskset -c "$CLIENT_CPU" "$BIN" --data-dir "$DATA" "$@"; }
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# ---- the model: the Titanic example, trained by its pipeline and approved
+n apply "$ROOT/examples/titanic" >"$OUT/setup.log"
+n pipelines run titanic --wait >>"$OUT/setup.log"
+n models approve titanic 1 >>"$OUT/setup.log"
+
+# ---- the API, plans, IAM user and OAuth2 resource server
+mkdir -p "$OUT/project"
+cat >"$OUT/project/nimbus.toml" <<'TOML'
+[functions.authbench]
+kind = "model"
+model_group = "titanic"
+selector = "latest-approved"
+max_concurrency = 1000
+
+[apis.authbench.routes]
+"POST /open" = { function = "authbench" }
+"POST /key" = { function = "authbench", auth = "api_key" }
+"POST /iam" = { function = "authbench", auth = "iam" }
+"POST /jwt" = { function = "authbench", auth = "jwt:pool", scopes = ["authbench/predict"] }
+[apis.authbench.stages.prod]
+[apis.authbench.authorizers.pool]
+audience = ["authbench-client"]
+
+[usage_plans.wide]
+description = "never bites: 1e6/s, burst 1e6, no quota"
+throttle = { rate = 1000000, burst = 1000000 }
+stages = [{ api = "authbench", stage = "prod" }]
+
+[usage_plans.quota]
+description = "never bites, but counts: 1e6/s, burst 1e6, 1e9 a day"
+throttle = { rate = 1000000, burst = 1000000 }
+quota = { limit = 1000000000, period = "DAY" }
+stages = [{ api = "authbench", stage = "prod" }]
+
+[iam.policies.authbench-invoke]
+document = { Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = "execute-api:Invoke", Resource = "arn:aws:execute-api:us-east-1:000000000000:authbench/prod/POST/iam" }] }
+[iam.users.authbench]
+policies = ["authbench-invoke"]
+
+[auth.resource_servers.authbench]
+name = "auth benchmark"
+scopes = [{ name = "predict" }]
+TOML
+n apply "$OUT/project" >>"$OUT/setup.log"
+KEY_WIDE=$(n --output json keys create bench-wide --usage-plan wide | json value)
+KEY_QUOTA=$(n --output json keys create bench-quota --usage-plan quota | json value)
+n --output json iam access-keys create authbench >"$OUT/access-key.json"
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+AWS_ACCESS_KEY_ID=$(json access_key_id <"$OUT/access-key.json")
+AWS_SECRET_ACCESS_KEY=$(json secret_access_key <"$OUT/access-key.json")
+CLIENT_SECRET=$(n --output json auth clients create authbench --scope authbench/predict \
+  --client-id authbench-client | json client_secret)
+TOKEN=$(curl -sf -u "authbench-client:$CLIENT_SECRET" -d grant_type=client_credentials \
+  -d scope=authbench/predict "$BASE/oauth2/token" | json access_token)
+
+# ---- the modes: name, path, headers file (empty: none)
+BODY="$OUT/body.json"
+printf '%s' '{"instances":[{"Age":22,"Sex":"male","Pclass":3}]}' >"$BODY"
+: >"$OUT/h-none"
+printf 'x-api-key: %s\n' "$KEY_WIDE" >"$OUT/h-api_key"
+printf 'x-api-key: %s\n' "$KEY_QUOTA" >"$OUT/h-api_key+quota"
+printf 'Authorization: Bearer %s\n' "$TOKEN" >"$OUT/h-jwt"
+MODES=(none api_key api_key+quota iam jwt)
+declare -A PATH_OF=([none]=/open [api_key]=/key [api_key+quota]=/key [iam]=/iam [jwt]=/jwt)
+sign() {
+  taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/auth-sign.py" "$BASE/authbench/prod/iam" "$BODY" us-east-1 "$OUT/h-iam" \
+    2>>"$OUT/setup.log"
+}
+sign
+check() {  # mode: 200 with predictions with its headers, and (but `none`) refused without them
+  local mode=$1 url="$BASE/authbench/prod${PATH_OF[$1]}" args=() line
+  while IFS= read -r line; do args+=(-H "$line"); done <"$OUT/h-$mode"
+  curl -sf "${args[@]}" -H 'Content-Type: application/json' --data-binary "@$BODY" "$url" | grep -q predictions \
+    || { echo "mode $mode: no 200 with predictions from $url" >&2; exit 1; }
+  if [ "$mode" != none ]; then
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$BODY" "$url")
+    case "$code" in 401 | 403) ;; *) echo "mode $mode: $url answered $code without credentials" >&2; exit 1 ;; esac
+  fi
+}
+for m in "${MODES[@]}"; do check "$m"; done
+echo "setup done: server pid $server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; work dir $OUT" >&2
+
+# ---- the rounds
+run_wrk() {  # mode seconds → wrk's output
+  AUTH_BODY="$BODY" AUTH_HEADERS="$OUT/h-$1" timeout $(($2 + 30)) taskset -c "$CLIENT_CPU" \
+    wrk -t1 "-c$CONNS" "-d${2}s" --latency -s "$ROOT/bench/auth-wrk.lua" "$BASE/authbench/prod${PATH_OF[$1]}"
+}
+: >"$OUT/runs.jsonl"
+for round in $(seq "$ROUNDS"); do
+  sign
+  for i in $(seq 0 $((${#MODES[@]} - 1))); do
+    mode=${MODES[$(((i + round - 1) % ${#MODES[@]}))]}
+    run_wrk "$mode" "$WARMUP" >/dev/null
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    run_wrk "$mode" "$DURATION" >"$OUT/wrk-$round-$mode.txt"
+    python3 - "$OUT/wrk-$round-$mode.txt" "$round" "$mode" "$load" "$OUT/runs.jsonl" <<'EOF'
+import json, re, sys
+text, round_, mode, load = open(sys.argv[1]).read(), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def lat(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", text, re.M)
+    return float(m.group(1)) * unit[m.group(2)] if m else None
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+err = re.search(r"Socket errors: (.*)", text)
+r = {"round": round_, "mode": mode, "rps": float(rps.group(1)) if rps else None, "p50": lat(50), "p99": lat(99),
+     "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": err.group(1).strip() if err else "", "load1": load}
+with open(sys.argv[5], "a") as f:
+    f.write(json.dumps(r) + "\n")
+print(f"round {round_} {mode:<14} {r['rps'] or 0:>9.0f} req/s  p50 {r['p50']} ms  p99 {r['p99']} ms  load {load}")
+if not r["rps"] or r["non2xx"] or r["socket_errors"]:
+    sys.exit(f"  run not clean: non-2xx {r['non2xx']}, socket errors {r['socket_errors']!r}; see {sys.argv[1]}")
+EOF
+  done
+done
+
+# ---- the table
+python3 - "$OUT/runs.jsonl" "${MODES[@]}" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+modes = sys.argv[2:]
+by = {m: sorted((r for r in runs if r["mode"] == m), key=lambda r: r["rps"]) for m in modes}
+def median_run(rs):
+    return rs[(len(rs) - 1) // 2]  # the lower middle for an even count
+med = {m: statistics.median(r["rps"] for r in by[m]) for m in modes}
+rounds = sorted({r["round"] for r in runs})
+def paired(m):  # per-round ratio to `none` in the same round
+    none = {r["round"]: r["rps"] for r in by["none"]}
+    return [r["rps"] / none[r["round"]] for r in by[m] if r["round"] in none]
+print(f"\n| mode | req/s (median of {len(rounds)}) | p50 ms | p99 ms | / none | per-round / none (min–max) |")
+print("|---|---|---|---|---|---|")
+for m in modes:
+    r = median_run(by[m])
+    p = paired(m)
+    spread = "–" if m == "none" else f"{min(p):.3f}–{max(p):.3f}"
+    print(f"| {m} | {med[m]:,.0f} | {r['p50']:.3f} | {r['p99']:.3f} | {med[m] / med['none']:.3f} | {spread} |")
+print("\n| target | measured | |")
+print("|---|---|---|")
+for m, goal in (("api_key+quota", 0.90), ("api_key", 0.90), ("iam", 0.75), ("jwt", 0.75)):
+    ratio = med[m] / med["none"]
+    print(f"| {m} ≥ {goal:.0%} of none | {ratio:.1%} | {'met' if ratio >= goal else 'NOT met'} |")
+print(f"\nload average (1 min) at the start of the runs: median {statistics.median(r['load1'] for r in runs):.2f}, "
+      f"max {max(r['load1'] for r in runs):.2f}")
+EOF
+
+# ---- optional: where the server's time goes, per mode
+if [ "$PROFILE" = 1 ]; then
+  command -v perf >/dev/null || { echo "PROFILE=1: perf is not installed" >&2; exit 1; }
+  sign
+  for mode in "${MODES[@]}"; do
+    run_wrk "$mode" "$WARMUP" >/dev/null
+    perf record -q -F 2999 -p "$server" -o "$OUT/perf-$mode.data" -- sleep "$DURATION" 2>/dev/null &
+    rec=$!
+    run_wrk "$mode" "$DURATION" >"$OUT/wrk-profile-$mode.txt"
+    wait "$rec" || true
+    perf report -i "$OUT/perf-$mode.data" --no-children --sort symbol --percent-limit 0.3 --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' >"$OUT/perf-$mode.txt" || true
+    echo "== $mode: top symbols (self %, server only; full report $OUT/perf-$mode.txt)"
+    head -25 "$OUT/perf-$mode.txt"
+  done
+fi
+echo "every run's wrk output and JSON: $OUT" >&2
