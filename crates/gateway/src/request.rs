@@ -38,12 +38,26 @@ pub struct Refused {
     pub content_type: &'static str,
     pub body: Bytes,
     pub headers: Vec<(&'static str, String)>,
+    /// Why the gateway refused, for the access log only (never sent).
+    pub reason: Option<String>,
 }
 
 impl Refused {
     /// A JSON answer.
     pub fn json(status: u16, value: serde_json::Value) -> Refused {
-        Refused { status, content_type: "application/json", body: Bytes::from(value.to_string()), headers: Vec::new() }
+        Refused {
+            status,
+            content_type: "application/json",
+            body: Bytes::from(value.to_string()),
+            headers: Vec::new(),
+            reason: None,
+        }
+    }
+
+    /// Records why, for the access log.
+    pub fn because(mut self, reason: String) -> Refused {
+        self.reason = Some(reason);
+        self
     }
 
     /// API Gateway's `{"message": …}`.
@@ -60,7 +74,7 @@ impl Refused {
 
 impl From<Answer> for Refused {
     fn from(a: Answer) -> Refused {
-        Refused { status: a.status, content_type: a.content_type, body: a.body, headers: Vec::new() }
+        Refused { status: a.status, content_type: a.content_type, body: a.body, headers: Vec::new(), reason: None }
     }
 }
 
@@ -74,10 +88,11 @@ pub async fn read_body(body: Body) -> Result<Bytes, Refused> {
     }
 }
 
-/// What the authorize stage decided, for the access log.
+/// What the authorize and throttle stages decided, for the access log.
 struct Decision {
     principal: String,
     result: &'static str,
+    reason: String,
 }
 
 impl Gateway {
@@ -145,14 +160,22 @@ impl Gateway {
     ) -> (Refused, Decision) {
         let secure = parts.extensions.get::<nimbus_core::Transport>().is_some_and(|t| t.secure);
         let stage_name = api.stages[stage].as_str();
-        let denied = |principal: String| Decision { principal, result: "deny" };
+        let denied = |refused: &Refused| Decision {
+            principal: "-".into(),
+            result: "deny",
+            reason: refused.reason.clone().unwrap_or_default(),
+        };
 
         // 3. Authorize.
-        let (identity, body) = match &route.auth {
-            Auth::None => (Identity::Anonymous, Err(body)),
+        let (identity, body, why) = match &route.auth {
+            Auth::None => (Identity::Anonymous, Err(body), "public route".to_string()),
             Auth::ApiKey => match authorizers::api_key::authorize(&parts.headers) {
-                Some(id) => (id, Err(body)),
-                None => return (Refused::message(403, "Forbidden"), denied("-".into())),
+                Some(id) => (id, Err(body), String::new()),
+                None => {
+                    let refused = Refused::message(403, "Forbidden").because("no x-api-key".into());
+                    let d = denied(&refused);
+                    return (refused, d);
+                }
             },
             Auth::Iam => {
                 let resource = authorizers::iam::resource_arn(
@@ -165,18 +188,27 @@ impl Gateway {
                 match authorizers::iam::authorize(&self.inner.iam, parts, body, &resource, peer.map(|p| p.ip()), secure)
                     .await
                 {
-                    Ok((id, bytes)) => (id, Ok(bytes)),
-                    Err(refused) => return (refused, denied("-".into())),
+                    Ok((id, bytes, why)) => (id, Ok(bytes), why),
+                    Err(refused) => {
+                        let d = denied(&refused);
+                        return (refused, d);
+                    }
                 }
             }
             Auth::Jwt(name) => {
                 let Some(spec) = api.jwt.get(name) else {
                     tracing::error!(api = %api.name, authorizer = %name, "route names an authorizer that is not compiled");
-                    return (Refused::message(500, "Internal Server Error"), denied("-".into()));
+                    let refused =
+                        Refused::message(500, "Internal Server Error").because(format!("no authorizer {name}"));
+                    let d = denied(&refused);
+                    return (refused, d);
                 };
                 match authorizers::jwt::authorize(&self.inner.verifier, spec, &route.scopes, &parts.headers).await {
-                    Ok(id) => (id, Err(body)),
-                    Err(refused) => return (refused, denied("-".into())),
+                    Ok(id) => (id, Err(body), format!("jwt:{name} token valid")),
+                    Err(refused) => {
+                        let d = denied(&refused);
+                        return (refused, d);
+                    }
                 }
             }
         };
@@ -198,10 +230,19 @@ impl Gateway {
             if let Some(t) = r.error_type {
                 refused = refused.with_header("x-amzn-errortype", t.to_string());
             }
-            let result = if r.status == 403 { "deny" } else { "throttled" };
-            return (refused, Decision { principal, result });
+            let (result, reason) = match admission {
+                crate::usage::Admission::Forbidden => ("deny", "API key unknown, disabled or not on this stage"),
+                crate::usage::Admission::Throttled => ("throttled", "token bucket empty"),
+                crate::usage::Admission::QuotaExceeded => ("throttled", "quota used up"),
+                _ => ("error", "quota store unavailable"),
+            };
+            return (refused, Decision { principal, result, reason: reason.into() });
         }
-        let allowed = Decision { principal, result: "allow" };
+        let reason = match &identity {
+            Identity::ApiKey(_) => "API key on its usage plan".to_string(),
+            _ => why,
+        };
+        let allowed = Decision { principal, result: "allow", reason };
 
         // 5. Integrate.
         let body = match body {
@@ -270,7 +311,7 @@ impl Gateway {
         let auth = api.routes.iter().find(|r| r.key == route_key).map(|r| r.auth.describe());
         let _ = write!(
             line,
-            "{{\"requestId\":{},\"ip\":{},\"requestTime\":{},\"httpMethod\":{},\"path\":{},\"routeKey\":{},\"api\":{},\"stage\":{},\"status\":{status},\"protocol\":{},\"responseLength\":{length},\"responseLatencyMs\":{:.3},\"auth\":{},\"principal\":{},\"authorization\":{}}}",
+            "{{\"requestId\":{},\"ip\":{},\"requestTime\":{},\"httpMethod\":{},\"path\":{},\"routeKey\":{},\"api\":{},\"stage\":{},\"status\":{status},\"protocol\":{},\"responseLength\":{length},\"responseLatencyMs\":{:.3},\"auth\":{},\"principal\":{},\"authorization\":{},\"authorizationReason\":{}}}",
             text(request_id),
             text(&peer.map(|p| p.ip().to_string()).unwrap_or_default()),
             text(&clock::rfc3339(now)),
@@ -284,6 +325,7 @@ impl Gateway {
             text(auth.as_deref().unwrap_or("-")),
             text(decision.map_or("-", |d| d.principal.as_str())),
             text(decision.map_or("-", |d| d.result)),
+            text(decision.map_or("-", |d| d.reason.as_str())),
         );
         tracing::debug!(target: "access", "{line}");
         api.access.push(now, [line]);

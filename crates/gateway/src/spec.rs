@@ -204,12 +204,12 @@ impl ApiSpec {
         }
         for (name, a) in &self.authorizers {
             nimbus_core::names::resource("authorizer name", name).map_err(|e| format!("authorizers: {e}"))?;
-            if let Some(issuer) = &a.issuer {
-                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-                    return Err(format!(
-                        "authorizers.{name}.issuer: {issuer:?} is not a URL; write the issuer's https:// URL, or leave it out for this server's own"
-                    ));
-                }
+            if let Some(issuer) = &a.issuer
+                && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            {
+                return Err(format!(
+                    "authorizers.{name}.issuer: {issuer:?} is not a URL; write the issuer's https:// URL, or leave it out for this server's own"
+                ));
             }
             if a.audience.is_empty() {
                 return Err(format!(

@@ -64,8 +64,11 @@ struct OpenKey {
     /// The last derived signing key and the scope (`date/region/service`) it is for: four
     /// HMACs saved on every request of the day. It lives and dies with this cache entry, so a
     /// deactivated or deleted key takes its derived key with it.
-    derived: Arc<std::sync::Mutex<Option<(String, [u8; 32])>>>,
+    derived: Arc<std::sync::Mutex<Option<DerivedKey>>>,
 }
+
+/// A derived SigV4 signing key and its scope, `date/region/service`.
+type DerivedKey = (String, [u8; 32]);
 
 impl OpenKey {
     fn signing_key(&self, date: &str, region: &str, service: &str) -> [u8; 32] {

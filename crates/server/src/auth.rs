@@ -51,7 +51,8 @@ pub async fn require_signature(State(state): State<AppState>, req: Request, next
     };
     // An unknown path has no route: it is authenticated and then answered 404, revealing
     // nothing.
-    if let Some(route) = route {
+    // `sts:GetCallerIdentity` needs no permission, as in AWS: anyone signed may ask who they are.
+    if let Some(route) = route.filter(|r| r.action != "sts:GetCallerIdentity") {
         let path = req.extensions().get::<OriginalUri>().map(|o| o.0.path().to_string()).unwrap_or_default();
         let rel = path.strip_prefix("/_nimbus/v1").unwrap_or(&path);
         let resource = resource_of(route, rel, &state.partition.region, &state.partition.account);

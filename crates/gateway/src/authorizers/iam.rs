@@ -37,7 +37,8 @@ pub fn resource_arn(iam: &Iam, api: &str, stage: &str, method: &str, route_path:
 }
 
 fn forbidden(message: String) -> Refused {
-    Refused::json(403, json!({ "message": message }))
+    let reason = message.clone();
+    Refused::json(403, json!({ "message": message })).because(reason)
 }
 
 fn refusal(e: IamError) -> Refused {
@@ -45,12 +46,12 @@ fn refusal(e: IamError) -> Refused {
         IamError::Signature(s) => forbidden(s.to_string()),
         other => {
             tracing::error!("iam authorizer failed: {other}");
-            Refused::json(500, json!({ "message": "Internal Server Error" }))
+            Refused::json(500, json!({ "message": "Internal Server Error" })).because("policy evaluation failed".into())
         }
     }
 }
 
-/// Authenticates and authorises; returns the caller and the body it signed.
+/// Authenticates and authorises; returns the caller, the body it signed and why it was allowed.
 pub async fn authorize(
     iam: &Iam,
     parts: &Parts,
@@ -58,7 +59,7 @@ pub async fn authorize(
     resource: &str,
     source_ip: Option<IpAddr>,
     secure: bool,
-) -> Result<(Identity, Bytes), Refused> {
+) -> Result<(Identity, Bytes, String), Refused> {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -77,10 +78,10 @@ pub async fn authorize(
     let prepared = iam.prepare(&req, SERVICE, false).await.map_err(refusal)?;
     let bytes = crate::request::read_body(body).await?;
     let found = hex::encode(Sha256::digest(&bytes));
-    if let Payload::Signed(signed) = prepared.payload() {
-        if !sigv4::constant_time_eq(signed.as_bytes(), found.as_bytes()) {
-            return Err(forbidden(sigv4::SigError::BodyHashMismatch.to_string()));
-        }
+    if let Payload::Signed(signed) = prepared.payload()
+        && !sigv4::constant_time_eq(signed.as_bytes(), found.as_bytes())
+    {
+        return Err(forbidden(sigv4::SigError::BodyHashMismatch.to_string()));
     }
     req.body_sha256 = Some(&found);
     let principal = prepared.verify(&req, UriMode::Normalized).map_err(refusal)?;
@@ -96,7 +97,8 @@ pub async fn authorize(
         "authorization"
     );
     if !verdict.is_allowed() {
-        return Err(Refused::json(403, json!({ "Message": verdict.denial(&principal.arn, ACTION, resource) })));
+        return Err(Refused::json(403, json!({ "Message": verdict.denial(&principal.arn, ACTION, resource) }))
+            .because(format!("{} {ACTION} on {resource}: {}", principal.arn, verdict.reason())));
     }
-    Ok((Identity::Iam(principal), bytes))
+    Ok((Identity::Iam(principal), bytes, verdict.reason()))
 }

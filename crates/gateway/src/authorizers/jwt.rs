@@ -35,7 +35,9 @@ pub async fn authorize(
             let scope = scopes.join(" ");
             let challenge =
                 format!("Bearer scope=\"{scope}\" error=\"invalid_token\" error_description=\"{description}\"");
-            Err(Refused::json(401, json!({ "message": "Unauthorized" })).with_header("www-authenticate", challenge))
+            Err(Refused::json(401, json!({ "message": "Unauthorized" }))
+                .with_header("www-authenticate", challenge)
+                .because(format!("jwt:{} {e}", spec.issuer)))
         }
     }
 }

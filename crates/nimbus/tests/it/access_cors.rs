@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::access_oauth::{SAMPLE, deploy, send};
 use crate::browser::{chromium, run_page, serve_static};
-use crate::harness::Backend;
+use crate::harness::{Backend, Nimbus};
 
 /// A page that POSTs the sample to `?api=` + the keyed route with `x-api-key: ?key=` and
 /// writes what it could read, or the error the browser raised, into the DOM.
@@ -37,6 +37,17 @@ fn created_key(apply_out: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("apply reports creating API key {name}:\n{apply_out}"));
     let rest = &line[format!("api key  {name}: create (value ").len()..];
     rest.split_once(": shown once").unwrap_or_else(|| panic!("no 'shown once' in {line:?}")).0.to_string()
+}
+
+/// Preflights of the keyed route in the API's access log.
+fn preflights_logged(n: &Nimbus) -> usize {
+    n.json(&["logs", "titanic", "--api"])["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l["text"].as_str()?).ok())
+        .filter(|l| l["httpMethod"] == "OPTIONS" && l["path"] == "/titanic/prod/keyed/predict" && l["status"] == 204)
+        .count()
 }
 
 #[test]
@@ -128,14 +139,15 @@ max_age = 600
         .append_pair("key", &key)
         .append_pair("body", SAMPLE)
         .finish();
+    let before = preflights_logged(&n);
     let dom = run_page(&format!("{allowed}/index.html?{query}"), 10_000).unwrap();
     assert!(
         dom.contains(&format!("outcome=[read 200 {expected_body}]")),
         "the allowed origin reads the prediction:\n{dom}"
     );
-    eprintln!("DOM-A {}", dom.replace('\n', " "));
     let dom = run_page(&format!("{other}/index.html?{query}"), 10_000).unwrap();
-    eprintln!("DOM-B {}", dom.replace('\n', " "));
     assert!(dom.contains("outcome=[blocked TypeError"), "the other origin's fetch is blocked:\n{dom}");
     assert!(!dom.contains("outcome=[read"), "the other origin reads nothing:\n{dom}");
+    // Each page's request was not simple (JSON, x-api-key): the browser asked first.
+    assert!(preflights_logged(&n) >= before + 2, "both pages sent a preflight");
 }

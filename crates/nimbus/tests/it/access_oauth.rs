@@ -340,7 +340,8 @@ impl OutsideKey {
 
     fn jwk(&self, kid: &str) -> Value {
         // 65537, openssl's default public exponent.
-        json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": URL_SAFE_NO_PAD.encode(&self.modulus), "e": "AQAB"})
+        let n = URL_SAFE_NO_PAD.encode(&self.modulus);
+        json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"})
     }
 
     /// An RS256 token with `claims` under `kid`.
