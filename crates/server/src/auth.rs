@@ -87,15 +87,24 @@ pub async fn authorize(
         return Err(ApiError { status: StatusCode::FORBIDDEN, code: "AccessDenied", message: "not signed".into() });
     };
     let verdict = state.iam.authorize(principal, action, resource, facts).await?;
-    tracing::info!(
-        target: "authz",
+    // Allowed decisions at debug (one per request), denials at info.
+    macro_rules! decision {
+        ($lvl:ident) => {
+            tracing::$lvl!(target: "authz",
         principal = %principal.arn,
         action,
         resource,
         allowed = verdict.is_allowed(),
         reason = %verdict.reason(),
         "authorization"
-    );
+    )
+        };
+    }
+    if verdict.is_allowed() {
+        decision!(debug);
+    } else {
+        decision!(info);
+    }
     if verdict.is_allowed() {
         Ok(())
     } else {

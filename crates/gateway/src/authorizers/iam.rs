@@ -87,15 +87,24 @@ pub async fn authorize(
     let principal = prepared.verify(&req, UriMode::Normalized).map_err(refusal)?;
     let facts = RequestFacts { source_ip, secure, extra: Vec::new() };
     let verdict = iam.authorize(&principal, ACTION, resource, &facts).await.map_err(refusal)?;
-    tracing::info!(
-        target: "authz",
+    // Allowed decisions at debug (one per request), denials at info.
+    macro_rules! decision {
+        ($lvl:ident) => {
+            tracing::$lvl!(target: "authz",
         principal = %principal.arn,
         action = ACTION,
         resource,
         allowed = verdict.is_allowed(),
         reason = %verdict.reason(),
         "authorization"
-    );
+    )
+        };
+    }
+    if verdict.is_allowed() {
+        decision!(debug);
+    } else {
+        decision!(info);
+    }
     if !verdict.is_allowed() {
         return Err(Refused::json(403, json!({ "Message": verdict.denial(&principal.arn, ACTION, resource) }))
             .because(format!("{} {ACTION} on {resource}: {}", principal.arn, verdict.reason())));

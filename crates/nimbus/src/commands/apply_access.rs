@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::CliError;
 use crate::client::{Client, encode_segment};
+use crate::output::cell;
 use crate::project::{PrincipalDecl, Project};
 
 /// Secrets created by this apply, by name.
@@ -185,7 +186,7 @@ pub async fn apply_access(
             client.json("PUT", &format!("/usage-plans/{}", encode_segment(name)), &[], Some(wanted)).await?;
         }
         let throttle = spec.throttle.map(|t| format!("{} req/s, burst {}", t.rate, t.burst));
-        let quota = spec.quota.map(|q| format!("{} per {:?}", q.limit, q.period));
+        let quota = spec.quota.map(|q| format!("{} per {}", q.limit, cell(&json!(q.period))));
         let limits = [throttle, quota].into_iter().flatten().collect::<Vec<_>>().join("; ");
         say(format!("plan     {name}: {what} ({})", if limits.is_empty() { "no limits".into() } else { limits }));
     }
