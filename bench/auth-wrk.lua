@@ -10,6 +10,11 @@ if headers and headers ~= "" then
   for line in io.lines(headers) do
     local name, value = line:match("^([^:]+):%s*(.-)%s*$")
     if name then
+      for k in pairs(wrk.headers) do  -- one header per name, whatever its case
+        if k:lower() == name:lower() then
+          wrk.headers[k] = nil
+        end
+      end
       wrk.headers[name] = value
     end
   end

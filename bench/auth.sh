@@ -75,7 +75,7 @@ max_concurrency = 1000
 "POST /jwt" = { function = "authbench", auth = "jwt:pool", scopes = ["authbench/predict"] }
 [apis.authbench.stages.prod]
 [apis.authbench.authorizers.pool]
-audience = ["authbench-client"]
+audience = ["authbench_client"]
 
 [usage_plans.wide]
 description = "never bites: 1e6/s, burst 1e6, no quota"
@@ -101,12 +101,11 @@ n apply "$OUT/project" >>"$OUT/setup.log"
 KEY_WIDE=$(n --output json keys create bench-wide --usage-plan wide | json value)
 KEY_QUOTA=$(n --output json keys create bench-quota --usage-plan quota | json value)
 n --output json iam access-keys create authbench >"$OUT/access-key.json"
-export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-AWS_ACCESS_KEY_ID=$(json access_key_id <"$OUT/access-key.json")
-AWS_SECRET_ACCESS_KEY=$(json secret_access_key <"$OUT/access-key.json")
+SIGN_KEY_ID=$(json access_key_id <"$OUT/access-key.json")
+SIGN_SECRET=$(json secret_access_key <"$OUT/access-key.json")
 CLIENT_SECRET=$(n --output json auth clients create authbench --scope authbench/predict \
-  --client-id authbench-client | json client_secret)
-TOKEN=$(curl -sf -u "authbench-client:$CLIENT_SECRET" -d grant_type=client_credentials \
+  --client-id authbench_client | json client_secret)
+TOKEN=$(curl -sf -u "authbench_client:$CLIENT_SECRET" -d grant_type=client_credentials \
   -d scope=authbench/predict "$BASE/oauth2/token" | json access_token)
 
 # ---- the modes: name, path, headers file (empty: none)
@@ -119,14 +118,16 @@ printf 'Authorization: Bearer %s\n' "$TOKEN" >"$OUT/h-jwt"
 MODES=(none api_key api_key+quota iam jwt)
 declare -A PATH_OF=([none]=/open [api_key]=/key [api_key+quota]=/key [iam]=/iam [jwt]=/jwt)
 sign() {
-  taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/auth-sign.py" "$BASE/authbench/prod/iam" "$BODY" us-east-1 "$OUT/h-iam" \
+  AWS_ACCESS_KEY_ID="$SIGN_KEY_ID" AWS_SECRET_ACCESS_KEY="$SIGN_SECRET" \
+    taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/auth-sign.py" "$BASE/authbench/prod/iam" "$BODY" us-east-1 "$OUT/h-iam" \
     2>>"$OUT/setup.log"
 }
 sign
 check() {  # mode: 200 with predictions with its headers, and (but `none`) refused without them
   local mode=$1 url="$BASE/authbench/prod${PATH_OF[$1]}" args=() line
+  grep -qi '^content-type:' "$OUT/h-$mode" || args+=(-H 'Content-Type: application/json')
   while IFS= read -r line; do args+=(-H "$line"); done <"$OUT/h-$mode"
-  curl -sf "${args[@]}" -H 'Content-Type: application/json' --data-binary "@$BODY" "$url" | grep -q predictions \
+  curl -sf "${args[@]}" --data-binary "@$BODY" "$url" | grep -q predictions \
     || { echo "mode $mode: no 200 with predictions from $url" >&2; exit 1; }
   if [ "$mode" != none ]; then
     local code

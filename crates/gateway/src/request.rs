@@ -112,7 +112,7 @@ impl Gateway {
             let (head, ()) = preflight.into_parts();
             let mut res = Response::from_parts(head, Body::empty());
             set_request_id(&mut res, &request_id);
-            self.access(&api, stage, "-", &parts, peer, &request_id, res.status().as_u16(), 0, started, None);
+            self.access(&api, stage, None, &parts, peer, &request_id, res.status().as_u16(), 0, started, None);
             return res;
         }
 
@@ -120,7 +120,7 @@ impl Gateway {
         let Some(matched) = api.find(parts.method.as_str(), route_path) else {
             self.inner.unmatched.fetch_add(1, Ordering::Relaxed);
             let answer = Refused::message(404, "Not Found");
-            self.access(&api, stage, "-", &parts, peer, &request_id, 404, answer.body.len(), started, None);
+            self.access(&api, stage, None, &parts, peer, &request_id, 404, answer.body.len(), started, None);
             return finish(&request_id, answer, Some(&api), &parts);
         };
         let route = &api.routes[matched.route];
@@ -133,7 +133,7 @@ impl Gateway {
         self.access(
             &api,
             stage,
-            &route.key,
+            Some(route),
             &parts,
             peer,
             &request_id,
@@ -295,7 +295,7 @@ impl Gateway {
         &self,
         api: &CompiledApi,
         stage: usize,
-        route_key: &str,
+        route: Option<&Route>,
         parts: &Parts,
         peer: Option<SocketAddr>,
         request_id: &str,
@@ -308,7 +308,8 @@ impl Gateway {
         // Written by hand rather than through a JSON tree: this runs on every request.
         let text = |v: &str| serde_json::Value::from(v).to_string();
         let mut line = String::with_capacity(384);
-        let auth = api.routes.iter().find(|r| r.key == route_key).map(|r| r.auth.describe());
+        let route_key = route.map_or("-", |r| r.key.as_str());
+        let auth = route.map(|r| r.auth.describe());
         let _ = write!(
             line,
             "{{\"requestId\":{},\"ip\":{},\"requestTime\":{},\"httpMethod\":{},\"path\":{},\"routeKey\":{},\"api\":{},\"stage\":{},\"status\":{status},\"protocol\":{},\"responseLength\":{length},\"responseLatencyMs\":{:.3},\"auth\":{},\"principal\":{},\"authorization\":{},\"authorizationReason\":{}}}",
