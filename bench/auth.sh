@@ -12,17 +12,22 @@
 #   POST /authbench/prod/jwt   auth = "jwt:pool", scopes ["authbench/predict"]; an app client's
 #                              token from /oauth2/token, fetched once, sent as Bearer
 # Every mode is checked once with curl (200 with predictions, and refused without its
-# credentials) before the rounds. Then ROUNDS rounds; in each, every mode (in an order that
-# rotates by one per round) gets a wrk warm-up of WARMUP seconds and a measured run of
-# DURATION seconds: `wrk -t1 -cCONNS --latency` (the peers harness's single-request setting),
-# the server pinned to one CPU and wrk to another with taskset, as the harness does.
-# Prints each run, then per mode the median req/s, the p50/p99 of the median run and the ratio
-# to the `none` route's median, and the targets.
+# credentials) before the rounds. In a round, every mode (in an order that rotates by one per
+# round) gets a wrk warm-up of WARMUP seconds and a measured run of DURATION seconds:
+# `wrk -t1 -cCONNS --latency` (the peers harness's single-request setting), the server pinned
+# to one CPU and wrk to the other with taskset, as the harness does. bench/auth-run.py waits
+# for the machine to be quiet before each run (at most QUIET_WAIT_S) and meters CPU as the
+# harness does; a round in which any run shared the machine with more than QUIET_CORES cores of
+# other work is not clean and is run again, until ROUNDS clean rounds (at most MAX_ROUNDS).
+# Prints each run, then per mode, over the clean rounds, the median req/s, the p50/p99 of the
+# median run, the ratio to the `none` route's median, the spread of the per-round ratios, and
+# the targets.
 # With PROFILE=1, after the rounds, `perf record` (flat, server only) runs during one more
 # wrk run per mode; the top symbols per mode are printed and the reports kept.
 #
 # Usage: bench/auth.sh
-#   env: ROUNDS (5) DURATION (10) WARMUP (2) CONNS (8) PROFILE (0)
+#   env: ROUNDS (5 clean rounds) MAX_ROUNDS (3 x ROUNDS) DURATION (10) WARMUP (2) CONNS (8)
+#        QUIET_CORES (0.3) QUIET_WAIT_S (60) PROFILE (0)
 #        BIN (default: build with cargo --release into BENCH_TARGET_DIR, /work/target-bench,
 #        never the tree's own target/)
 set -euo pipefail
@@ -138,68 +143,28 @@ check() {  # mode: 200 with predictions with its headers, and (but `none`) refus
 for m in "${MODES[@]}"; do check "$m"; done
 echo "setup done: server pid $server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; work dir $OUT" >&2
 
-# ---- the rounds
-run_wrk() {  # mode seconds → wrk's output
+# ---- the rounds (bench/auth-run.py measures one run; a round with a run that shared the machine
+# with other load is not clean and is run again, up to MAX_ROUNDS rounds in all)
+run_wrk() {  # mode seconds → wrk's output (for PROFILE)
   AUTH_BODY="$BODY" AUTH_HEADERS="$OUT/h-$1" timeout $(($2 + 30)) taskset -c "$CLIENT_CPU" \
     wrk -t1 "-c$CONNS" "-d${2}s" --latency -s "$ROOT/bench/auth-wrk.lua" "$BASE/authbench/prod${PATH_OF[$1]}"
 }
-: >"$OUT/runs.jsonl"
-for round in $(seq "$ROUNDS"); do
+export RUNS="$OUT/runs.jsonl" SERVER_PID="$server" CLIENT_CPU CONNS DURATION WARMUP \
+  LUA="$ROOT/bench/auth-wrk.lua" AUTH_BODY="$BODY"
+measure() { taskset -c "$CLIENT_CPU" python3 "$ROOT/bench/auth-run.py" "$@"; }
+MAX_ROUNDS="${MAX_ROUNDS:-$((3 * ROUNDS))}"
+: >"$RUNS"
+clean=0 round=0
+while [ "$clean" -lt "$ROUNDS" ] && [ "$round" -lt "$MAX_ROUNDS" ]; do
+  round=$((round + 1))
   sign
   for i in $(seq 0 $((${#MODES[@]} - 1))); do
     mode=${MODES[$(((i + round - 1) % ${#MODES[@]}))]}
-    run_wrk "$mode" "$WARMUP" >/dev/null
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    run_wrk "$mode" "$DURATION" >"$OUT/wrk-$round-$mode.txt"
-    python3 - "$OUT/wrk-$round-$mode.txt" "$round" "$mode" "$load" "$OUT/runs.jsonl" <<'EOF'
-import json, re, sys
-text, round_, mode, load = open(sys.argv[1]).read(), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-def lat(p):
-    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", text, re.M)
-    return float(m.group(1)) * unit[m.group(2)] if m else None
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-err = re.search(r"Socket errors: (.*)", text)
-r = {"round": round_, "mode": mode, "rps": float(rps.group(1)) if rps else None, "p50": lat(50), "p99": lat(99),
-     "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": err.group(1).strip() if err else "", "load1": load}
-with open(sys.argv[5], "a") as f:
-    f.write(json.dumps(r) + "\n")
-print(f"round {round_} {mode:<14} {r['rps'] or 0:>9.0f} req/s  p50 {r['p50']} ms  p99 {r['p99']} ms  load {load}")
-if not r["rps"] or r["non2xx"] or r["socket_errors"]:
-    sys.exit(f"  run not clean: non-2xx {r['non2xx']}, socket errors {r['socket_errors']!r}; see {sys.argv[1]}")
-EOF
+    AUTH_HEADERS="$OUT/h-$mode" measure run "$round" "$mode" "$BASE/authbench/prod${PATH_OF[$mode]}"
   done
+  if measure clean "$round"; then clean=$((clean + 1)); else echo "round $round was not clean: one more" >&2; fi
 done
-
-# ---- the table
-python3 - "$OUT/runs.jsonl" "${MODES[@]}" <<'EOF'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1])]
-modes = sys.argv[2:]
-by = {m: sorted((r for r in runs if r["mode"] == m), key=lambda r: r["rps"]) for m in modes}
-def median_run(rs):
-    return rs[(len(rs) - 1) // 2]  # the lower middle for an even count
-med = {m: statistics.median(r["rps"] for r in by[m]) for m in modes}
-rounds = sorted({r["round"] for r in runs})
-def paired(m):  # per-round ratio to `none` in the same round
-    none = {r["round"]: r["rps"] for r in by["none"]}
-    return [r["rps"] / none[r["round"]] for r in by[m] if r["round"] in none]
-print(f"\n| mode | req/s (median of {len(rounds)}) | p50 ms | p99 ms | / none | per-round / none (min–max) |")
-print("|---|---|---|---|---|---|")
-for m in modes:
-    r = median_run(by[m])
-    p = paired(m)
-    spread = "–" if m == "none" else f"{min(p):.3f}–{max(p):.3f}"
-    print(f"| {m} | {med[m]:,.0f} | {r['p50']:.3f} | {r['p99']:.3f} | {med[m] / med['none']:.3f} | {spread} |")
-print("\n| target | measured | |")
-print("|---|---|---|")
-for m, goal in (("api_key+quota", 0.90), ("api_key", 0.90), ("iam", 0.75), ("jwt", 0.75)):
-    ratio = med[m] / med["none"]
-    print(f"| {m} ≥ {goal:.0%} of none | {ratio:.1%} | {'met' if ratio >= goal else 'NOT met'} |")
-print(f"\nload average (1 min) at the start of the runs: median {statistics.median(r['load1'] for r in runs):.2f}, "
-      f"max {max(r['load1'] for r in runs):.2f}")
-EOF
+measure summary "${MODES[@]}"
 
 # ---- optional: where the server's time goes, per mode
 if [ "$PROFILE" = 1 ]; then

@@ -88,7 +88,7 @@ impl OpenKey {
 pub(crate) struct Caches {
     /// Bumped after every committed change to users, keys, groups, roles or policies.
     generation: AtomicU64,
-    keys: RwLock<HashMap<String, OpenKey>>,
+    keys: RwLock<HashMap<String, Arc<OpenKey>>>,
     pub(crate) grants: RwLock<HashMap<String, Arc<crate::authorize::Grants>>>,
 }
 
@@ -320,7 +320,7 @@ impl Iam {
             .collect()
     }
 
-    async fn open_key(&self, access_key_id: &str) -> Result<Option<OpenKey>, IamError> {
+    async fn open_key(&self, access_key_id: &str) -> Result<Option<Arc<OpenKey>>, IamError> {
         if let Some(k) = self.caches.keys.read().expect("cache lock").get(access_key_id) {
             return Ok(Some(k.clone()));
         }
@@ -334,7 +334,7 @@ impl Iam {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let sealed: String = row.try_get("secret_sealed")?;
-        let open = OpenKey {
+        let open = Arc::new(OpenKey {
             derived: Default::default(),
             secret: self.key.open(&sealed, access_key_id)?,
             principal: Principal {
@@ -343,7 +343,7 @@ impl Iam {
                 is_admin: row.try_get::<i64, _>("is_admin")? != 0,
                 access_key_id: access_key_id.to_string(),
             },
-        };
+        });
         let mut keys = self.caches.keys.write().expect("cache lock");
         // A change committed while the row was read: it may be stale, so serve it this once
         // and do not keep it.
@@ -393,7 +393,7 @@ impl Iam {
 pub struct Prepared {
     parsed: sigv4::Parsed,
     payload: sigv4::Payload,
-    key: OpenKey,
+    key: Arc<OpenKey>,
     region: String,
     service: String,
 }
@@ -410,7 +410,7 @@ impl Prepared {
         let (date, region, service) = self.parsed.scope();
         let key = self.key.signing_key(date, region, service);
         self.parsed.verify_with_key(req, &key, &self.region, &self.service, mode, OffsetDateTime::now_utc())?;
-        Ok(self.key.principal)
+        Ok(self.key.principal.clone())
     }
 }
 

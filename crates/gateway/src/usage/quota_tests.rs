@@ -74,7 +74,8 @@ fn the_offset_lowers_only_the_initial_period() {
 
 #[test]
 fn blocks_shrink_towards_the_limit() {
-    let cases = [(0, 1), (1, 1), (7, 1), (8, 1), (16, 2), (100, 12), (512, 64), (1_000_000, MAX_BLOCK)];
+    let cases =
+        [(0, 1), (1, 1), (7, 1), (8, 1), (16, 2), (100, 12), (512, 64), (8192, MAX_BLOCK), (1_000_000, MAX_BLOCK)];
     let failures: Vec<String> = cases
         .iter()
         .filter(|(left, want)| block_size(*left) != *want)

@@ -135,7 +135,9 @@ pub(super) fn parse_policy(text: &str, kind: Kind) -> Result<Policy, PolicyError
         }
         compiled.push(statement);
     }
-    Ok(Policy { statements: compiled })
+    // Conservative: any `${` at all (even in a Sid) counts as a variable.
+    let reads_context = (variables && text.contains("${")) || compiled.iter().any(|s| !s.conditions.is_empty());
+    Ok(Policy { statements: compiled, reads_context })
 }
 
 fn field<'a>(statement: &'a Json, name: &str) -> Option<&'a Json> {

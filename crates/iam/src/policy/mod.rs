@@ -41,6 +41,8 @@ pub use eval::{evaluate, evaluate_with_resource_policy};
 #[derive(Debug, Clone)]
 pub struct Policy {
     statements: Vec<grammar::Statement>,
+    /// Whether evaluation can read the request context (a `Condition` or a policy variable).
+    reads_context: bool,
 }
 
 impl Policy {
@@ -52,6 +54,13 @@ impl Policy {
     /// A resource-based policy (bucket policies): Principal or NotPrincipal required.
     pub fn parse_resource_policy(json: &str) -> Result<Policy, PolicyError> {
         grammar::parse_policy(json, grammar::Kind::Resource)
+    }
+
+    /// Whether evaluating this policy can read the request context: it has a `Condition` or a
+    /// policy variable. When no policy of a request does, the caller may skip building the
+    /// context (the request path of most requests).
+    pub fn reads_context(&self) -> bool {
+        self.reads_context
     }
 
     /// The AWS-managed `AdministratorAccess` document: Allow * on *.

@@ -433,3 +433,27 @@ fn context_keys_are_case_insensitive() {
     assert_eq!(ctx.get("aws:TagKeys"), Some(&["c".to_owned()][..]));
     assert_eq!(ctx.get("aws:username"), None);
 }
+
+/// The request path skips building the context for policies that cannot read it; a policy
+/// that can must say so, or its conditions would meet an empty context.
+#[test]
+fn policies_say_whether_they_read_the_request_context() {
+    let cases = [
+        (r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#, false),
+        (
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${aws:username}/*"}]}"#,
+            true,
+        ),
+        (
+            r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${aws:username}/*"}]}"#,
+            false,
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#,
+            true,
+        ),
+    ];
+    let wrong: Vec<_> =
+        cases.iter().filter(|(doc, reads)| Policy::parse(doc).unwrap().reads_context() != *reads).collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
