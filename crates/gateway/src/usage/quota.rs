@@ -205,10 +205,18 @@ struct Slot {
     /// Held while a block is reserved, so one task asks the store and the others wait for
     /// its block instead of each reserving one.
     refill: Arc<tokio::sync::Mutex<()>>,
+    /// The size of the last block reserved, and whether the next one is being reserved in
+    /// the background already.
+    last_block: u64,
+    prefetching: bool,
 }
 
+/// A block to reserve in the background: `(period_start_ms, want, refill lock)`.
+type Prefetch = (i64, u64, Arc<tokio::sync::Mutex<()>>);
+
 enum Local {
-    Granted,
+    /// Granted from memory; when the block runs low, the next one to reserve meanwhile.
+    Granted(Option<Prefetch>),
     Exhausted,
     /// Reserve `want` in the period starting at `period_start_ms`, holding `refill`.
     NeedBlock {
@@ -218,16 +226,29 @@ enum Local {
     },
 }
 
+/// Adds a reserved block to `key_id`'s slot, if it is still in that period.
+fn add_block(slots: &Mutex<HashMap<String, Slot>>, key_id: &str, period_start_ms: i64, limit: u64, r: Reservation) {
+    let mut slots = slots.lock().expect("quota slots lock");
+    if let Some(slot) = slots.get_mut(key_id).filter(|s| s.period_start_ms == period_start_ms) {
+        slot.reserved += r.granted;
+        slot.last_block = r.granted;
+        slot.store_used = slot.store_used.max(r.used);
+        if r.granted == 0 {
+            slot.exhausted_at = Some(limit);
+        }
+    }
+}
+
 /// Hands out grants from reserved blocks.
 pub struct Quotas {
     store: Arc<dyn CounterStore>,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
 impl Quotas {
     /// Grants counted in `store`.
     pub fn new(store: Arc<dyn CounterStore>) -> Quotas {
-        Quotas { store, slots: Mutex::new(HashMap::new()) }
+        Quotas { store, slots: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// One grant from memory, when the key's block has one. A slot holds one period: a
@@ -246,15 +267,30 @@ impl Quotas {
                 store_used: 0,
                 exhausted_at: None,
                 refill: Default::default(),
+                last_block: 0,
+                prefetching: false,
             }),
         };
         if period_start_ms != slot.period_start_ms {
             slot.period_start_ms = period_start_ms;
             (slot.reserved, slot.handed, slot.store_used, slot.exhausted_at) = (0, 0, 0, None);
+            slot.last_block = 0;
         }
         if slot.handed < slot.reserved.min(limit) {
             slot.handed += 1;
-            Local::Granted
+            // Half the block gone: reserve the next one in the background, so the request
+            // that would empty the block does not wait for a durable write (and every request
+            // behind it for that one). Reserved before it is handed out, as always.
+            let left = slot.reserved.min(limit) - slot.handed;
+            let prefetch = (!slot.prefetching
+                && slot.exhausted_at.is_none()
+                && slot.store_used < limit
+                && left * 2 < slot.last_block)
+                .then(|| {
+                    slot.prefetching = true;
+                    (slot.period_start_ms, block_size(limit - slot.store_used), slot.refill.clone())
+                });
+            Local::Granted(prefetch)
         } else if slot.exhausted_at.is_some_and(|at| limit <= at) {
             Local::Exhausted
         } else {
@@ -267,28 +303,50 @@ impl Quotas {
     }
 
     fn add_block(&self, key_id: &str, period_start_ms: i64, limit: u64, r: Reservation) {
-        let mut slots = self.slots.lock().expect("quota slots lock");
-        if let Some(slot) = slots.get_mut(key_id).filter(|s| s.period_start_ms == period_start_ms) {
-            slot.reserved += r.granted;
-            slot.store_used = slot.store_used.max(r.used);
-            if r.granted == 0 {
-                slot.exhausted_at = Some(limit);
+        add_block(&self.slots, key_id, period_start_ms, limit, r);
+    }
+
+    /// Reserves the next block of `key_id` on a background task (see [`Local::Granted`]).
+    fn prefetch(&self, key_id: &str, limit: u64, (period_start_ms, want, refill): Prefetch) {
+        let (store, slots, key) = (self.store.clone(), self.slots.clone(), key_id.to_string());
+        tokio::spawn(async move {
+            let _one_refill = refill.lock().await;
+            let reserved = store.reserve(&key, period_start_ms, want, limit).await;
+            if let Ok(r) = &reserved {
+                add_block(&slots, &key, period_start_ms, limit, *r);
             }
-        }
+            if let Some(slot) = slots.lock().expect("quota slots lock").get_mut(&key) {
+                slot.prefetching = false;
+            }
+            if let Err(e) = reserved {
+                // The request that empties the block will try again, inline, and answer it.
+                tracing::warn!(key_id = %key, "reserving the next quota block failed: {e}");
+            }
+        });
     }
 
     /// Grants one request of `key_id` in the period starting at `period_start_ms` under
     /// `limit`; false = the quota is used up.
     pub async fn grant(&self, key_id: &str, period_start_ms: i64, limit: u64) -> Result<bool, UsageError> {
         let refill = match self.take_local(key_id, period_start_ms, limit) {
-            Local::Granted => return Ok(true),
+            Local::Granted(prefetch) => {
+                if let Some(p) = prefetch {
+                    self.prefetch(key_id, limit, p);
+                }
+                return Ok(true);
+            }
             Local::Exhausted => return Ok(false),
             Local::NeedBlock { refill, .. } => refill,
         };
         let _one_refill = refill.lock().await;
         // Whoever held the lock before may have brought a block: look again first.
         let (period_start_ms, want) = match self.take_local(key_id, period_start_ms, limit) {
-            Local::Granted => return Ok(true),
+            Local::Granted(prefetch) => {
+                if let Some(p) = prefetch {
+                    self.prefetch(key_id, limit, p);
+                }
+                return Ok(true);
+            }
             Local::Exhausted => return Ok(false),
             Local::NeedBlock { period_start_ms, want, .. } => (period_start_ms, want),
         };
@@ -296,7 +354,15 @@ impl Quotas {
         self.add_block(key_id, period_start_ms, limit, r);
         // One reservation per request at most: a new block either has a grant for it, or
         // none could be had (or a store granted past the limit, which is not handed out).
-        Ok(matches!(self.take_local(key_id, period_start_ms, limit), Local::Granted))
+        match self.take_local(key_id, period_start_ms, limit) {
+            Local::Granted(prefetch) => {
+                if let Some(p) = prefetch {
+                    self.prefetch(key_id, limit, p);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// `(used, remaining)` of a key in a period: grants handed out count as used; grants this

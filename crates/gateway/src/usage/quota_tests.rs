@@ -256,3 +256,23 @@ async fn a_request_of_another_period_counts_in_that_period() {
     assert_eq!(store.used("k", day).await.unwrap(), 5);
     assert_eq!(store.used("k", month).await.unwrap(), 1);
 }
+
+/// With half a block handed out, the next block is reserved in the background, so the request
+/// that empties a block finds the next one waiting instead of a durable write to wait for.
+#[tokio::test]
+async fn the_next_block_is_reserved_before_the_current_one_runs_out() {
+    let store = Arc::new(CountingStore::default());
+    let quotas = Quotas::new(store.clone());
+    for _ in 0..MAX_BLOCK / 2 + 1 {
+        assert!(quotas.grant("k", 0, 1_000_000).await.unwrap());
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.reservations.load(Ordering::Relaxed), 2, "the second block was reserved ahead");
+    for _ in 0..MAX_BLOCK {
+        assert!(quotas.grant("k", 0, 1_000_000).await.unwrap());
+    }
+    let (used, left) = quotas.usage("k", 0, 1_000_000).await.unwrap();
+    assert_eq!((used, left), (MAX_BLOCK * 3 / 2 + 1, 1_000_000 - (MAX_BLOCK * 3 / 2 + 1)));
+}
