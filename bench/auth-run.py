@@ -93,8 +93,12 @@ def run(round_, mode, url):
     waited = wait_quiet(pid)
     wrk(url, os.environ["WARMUP"])
     meter = Meter(pid)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = wrk(url, os.environ["DURATION"])
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     acct = meter.done()
+    client = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    acct["client_core_share"] = round(client / max(time.perf_counter() - meter.t0, 1e-6), 2)
 
     def lat(p):
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", text, re.M)
@@ -112,7 +116,7 @@ def run(round_, mode, url):
     with open(f"{os.environ['RUNS']}.wrk-{round_}-{mode}.txt", "w") as f:
         f.write(text)
     print(f"round {round_} {mode:<14} {r['rps'] or 0:>9.0f} req/s  p50 {r['p50']} ms  p99 {r['p99']} ms  "
-          f"server {r['server_core_share']} core, foreign {r['foreign_cores']} cores"
+          f"server {r['server_core_share']} core, wrk {r['client_core_share']}, foreign {r['foreign_cores']} cores"
           f"{'' if r['clean'] else '  (not clean)'}", flush=True)
     if not r["rps"] or r["non2xx"] or r["socket_errors"]:
         sys.exit(f"wrong answers: non-2xx {r['non2xx']}, socket errors {r['socket_errors']!r}:\n{text}")
@@ -152,7 +156,8 @@ def summary(modes):
             print(f"| {m} ≥ {goal:.0%} of none | {ratio:.1%} | {'met' if ratio >= goal else 'NOT met'} |")
     share = statistics.median(r["server_core_share"] for r in used)
     foreign = statistics.median(r["foreign_cores"] for r in used)
-    print(f"\nruns used: server's median share of its core {share}, median foreign load {foreign} cores")
+    client = statistics.median(r["client_core_share"] for r in used)
+    print(f"\nruns used: median share of a core: server {share}, wrk {client}; median foreign load {foreign} cores")
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@
 # Prints each run, then per mode, over the clean rounds, the median req/s, the p50/p99 of the
 # median run, the ratio to the `none` route's median, the spread of the per-round ratios, and
 # the targets.
-# With PROFILE=1, after the rounds, `perf record` (flat, server only) runs during one more
-# wrk run per mode; the top symbols per mode are printed and the reports kept.
+# With PROFILE=1, after the rounds, `perf record` (server only, with call graphs) runs during
+# one more wrk run per mode, and bench/auth-perf.py prints the CPU time per request of each
+# mode, where it differs from `none`, and the tree below the gateway's serve_route.
 #
 # Usage: bench/auth.sh
 #   env: ROUNDS (5 clean rounds) MAX_ROUNDS (3 x ROUNDS) DURATION (10) WARMUP (2) CONNS (8)
 #        QUIET_CORES (0.3) QUIET_WAIT_S (60) PROFILE (0)
+#        MODES (default "none api_key api_key+quota iam jwt"; also open+key_header,
+#        open+iam_headers, open+jwt_header: the open route sent a mode's headers; keep none first)
 #        BIN (default: build with cargo --release into BENCH_TARGET_DIR, /work/target-bench,
 #        never the tree's own target/)
 set -euo pipefail
@@ -120,12 +123,18 @@ printf '%s' '{"instances":[{"Age":22,"Sex":"male","Pclass":3}]}' >"$BODY"
 printf 'x-api-key: %s\n' "$KEY_WIDE" >"$OUT/h-api_key"
 printf 'x-api-key: %s\n' "$KEY_QUOTA" >"$OUT/h-api_key+quota"
 printf 'Authorization: Bearer %s\n' "$TOKEN" >"$OUT/h-jwt"
-MODES=(none api_key api_key+quota iam jwt)
-declare -A PATH_OF=([none]=/open [api_key]=/key [api_key+quota]=/key [iam]=/iam [jwt]=/jwt)
+# open+*: the open route with a mode's credentials, which it does not look at: what the larger
+# request costs without the authorization work (for MODES="none open+iam_headers iam …").
+cp "$OUT/h-api_key" "$OUT/h-open+key_header"
+cp "$OUT/h-jwt" "$OUT/h-open+jwt_header"
+read -r -a MODES <<<"${MODES:-none api_key api_key+quota iam jwt}"
+declare -A PATH_OF=([none]=/open [api_key]=/key [api_key+quota]=/key [iam]=/iam [jwt]=/jwt
+  [open+key_header]=/open [open+iam_headers]=/open [open+jwt_header]=/open)
 sign() {
   AWS_ACCESS_KEY_ID="$SIGN_KEY_ID" AWS_SECRET_ACCESS_KEY="$SIGN_SECRET" \
     taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/auth-sign.py" "$BASE/authbench/prod/iam" "$BODY" us-east-1 "$OUT/h-iam" \
     2>>"$OUT/setup.log"
+  cp "$OUT/h-iam" "$OUT/h-open+iam_headers"
 }
 sign
 check() {  # mode: 200 with predictions with its headers, and (but `none`) refused without them
@@ -134,7 +143,7 @@ check() {  # mode: 200 with predictions with its headers, and (but `none`) refus
   while IFS= read -r line; do args+=(-H "$line"); done <"$OUT/h-$mode"
   curl -sf "${args[@]}" --data-binary "@$BODY" "$url" | grep -q predictions \
     || { echo "mode $mode: no 200 with predictions from $url" >&2; exit 1; }
-  if [ "$mode" != none ]; then
+  if [ "${PATH_OF[$mode]}" != /open ]; then
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$BODY" "$url")
     case "$code" in 401 | 403) ;; *) echo "mode $mode: $url answered $code without credentials" >&2; exit 1 ;; esac
@@ -166,20 +175,24 @@ while [ "$clean" -lt "$ROUNDS" ] && [ "$round" -lt "$MAX_ROUNDS" ]; do
 done
 measure summary "${MODES[@]}"
 
-# ---- optional: where the server's time goes, per mode
+# ---- optional: where the server's time goes, per mode (perf, server only, call graphs unwound
+# from .eh_frame; bench/auth-perf.py turns the samples into CPU time per request)
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "PROFILE=1: perf is not installed" >&2; exit 1; }
   sign
   for mode in "${MODES[@]}"; do
     run_wrk "$mode" "$WARMUP" >/dev/null
-    perf record -q -F 2999 -p "$server" -o "$OUT/perf-$mode.data" -- sleep "$DURATION" 2>/dev/null &
+    perf record -q -F 999 --call-graph dwarf,16384 -p "$server" -o "$OUT/perf-$mode.data" -- sleep "$DURATION" \
+      2>/dev/null &
     rec=$!
     run_wrk "$mode" "$DURATION" >"$OUT/wrk-profile-$mode.txt"
     wait "$rec" || true
-    perf report -i "$OUT/perf-$mode.data" --no-children --sort symbol --percent-limit 0.3 --stdio 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' >"$OUT/perf-$mode.txt" || true
-    echo "== $mode: top symbols (self %, server only; full report $OUT/perf-$mode.txt)"
-    head -25 "$OUT/perf-$mode.txt"
+    perf report -i "$OUT/perf-$mode.data" --no-children --sort symbol --percent-limit 0.5 --stdio -g none \
+      2>/dev/null | grep -v '^#' | grep -v '^$' >"$OUT/perf-self-$mode.txt" || true
+    perf report -i "$OUT/perf-$mode.data" --children --sort symbol --percent-limit 2 --stdio -g none \
+      2>/dev/null | grep -v '^#' | grep -v '^$' >"$OUT/perf-children-$mode.txt" || true
   done
+  echo "perf reports (self and inclusive %): $OUT/perf-{self,children}-MODE.txt" >&2
+  python3 "$ROOT/bench/auth-perf.py" "$OUT" "$DURATION" 999 "${MODES[@]}"
 fi
 echo "every run's wrk output and JSON: $OUT" >&2
