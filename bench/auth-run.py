@@ -3,6 +3,7 @@
 
   auth-run.py run ROUND MODE URL   one measured wrk run of one mode, appended to $RUNS
   auth-run.py clean ROUND          exit 0 when every run of ROUND was clean (see below)
+  auth-run.py quiet                wait (at most QUIET_WAIT_S) until the machine is quiet
   auth-run.py summary MODE...      the table of the clean rounds, and the targets
 
 `run`: waits (at most QUIET_WAIT_S) until the rest of the machine uses less than QUIET_CORES
@@ -164,6 +165,8 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "run":
         run(int(args[0]), args[1], args[2])
+    elif cmd == "quiet":
+        print(f"waited {wait_quiet(int(os.environ['SERVER_PID']))} s for quiet", file=sys.stderr)
     elif cmd == "clean":
         sys.exit(0 if int(args[0]) in clean_rounds(runs()) else 1)
     elif cmd == "summary":

@@ -181,6 +181,7 @@ if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null || { echo "PROFILE=1: perf is not installed" >&2; exit 1; }
   sign
   for mode in "${MODES[@]}"; do
+    measure quiet
     run_wrk "$mode" "$WARMUP" >/dev/null
     perf record -q -F 999 --call-graph dwarf,16384 -p "$server" -o "$OUT/perf-$mode.data" -- sleep "$DURATION" \
       2>/dev/null &
