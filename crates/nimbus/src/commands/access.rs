@@ -29,10 +29,19 @@ fn holder(h: &PolicyHolder) -> String {
     }
 }
 
+/// A table cell: lists of names joined by commas (`-` when empty), anything else as `cell`.
+fn table_cell(v: &Value) -> String {
+    match v.as_array() {
+        Some(items) if items.is_empty() => "-".into(),
+        Some(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
+        None => cell(v),
+    }
+}
+
 fn list(v: &Value, g: &Global, headers: &[&str], fields: &[&str]) {
     let rows = v
         .as_array()
-        .map(|a| a.iter().map(|item| fields.iter().map(|f| cell(&item[*f])).collect()).collect())
+        .map(|a| a.iter().map(|item| fields.iter().map(|f| table_cell(&item[*f])).collect()).collect())
         .unwrap_or_default();
     print(g.output, v, headers, rows);
 }
@@ -237,7 +246,21 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), CliError> {
                     a.iter()
                         .map(|p| {
                             let s = &p["spec"];
-                            vec![cell(&p["name"]), cell(&s["throttle"]), cell(&s["quota"]), cell(&s["stages"])]
+                            let throttle = match &s["throttle"] {
+                                Value::Null => "-".to_string(),
+                                t => format!("{}/s, burst {}", cell(&t["rate"]), cell(&t["burst"])),
+                            };
+                            let quota = match &s["quota"] {
+                                Value::Null => "-".to_string(),
+                                q => format!("{} per {}", cell(&q["limit"]), cell(&q["period"])),
+                            };
+                            let stages: Vec<String> = s["stages"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter().map(|st| format!("{}/{}", cell(&st["api"]), cell(&st["stage"]))).collect()
+                                })
+                                .unwrap_or_default();
+                            vec![cell(&p["name"]), throttle, quota, stages.join(", ")]
                         })
                         .collect()
                 })
