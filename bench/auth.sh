@@ -18,7 +18,9 @@
 # to one CPU and wrk to the other with taskset, as the harness does. bench/auth-run.py waits
 # for the machine to be quiet before each run (at most QUIET_WAIT_S) and meters CPU as the
 # harness does; a round in which any run shared the machine with more than QUIET_CORES cores of
-# other work is not clean and is run again, until ROUNDS clean rounds (at most MAX_ROUNDS).
+# other work, or found the server's core slow (a speed probe before and after each run more than
+# PROBE_SLACK times the fastest), is not clean and is run again, until ROUNDS clean rounds (at
+# most MAX_ROUNDS).
 # Prints each run, then per mode, over the clean rounds, the median req/s, the p50/p99 of the
 # median run, the ratio to the `none` route's median, the spread of the per-round ratios, and
 # the targets.
@@ -28,7 +30,7 @@
 #
 # Usage: bench/auth.sh
 #   env: ROUNDS (5 clean rounds) MAX_ROUNDS (3 x ROUNDS) DURATION (10) WARMUP (2) CONNS (8)
-#        QUIET_CORES (0.3) QUIET_WAIT_S (60) PROFILE (0)
+#        QUIET_CORES (0.3) QUIET_WAIT_S (60) PROBE_SLACK (1.20) PROFILE (0)
 #        MODES (default "none api_key api_key+quota iam jwt"; also open+key_header,
 #        open+iam_headers, open+jwt_header: the open route sent a mode's headers; keep none first)
 #        BIN (default: build with cargo --release into BENCH_TARGET_DIR, /work/target-bench,
@@ -158,7 +160,7 @@ run_wrk() {  # mode seconds → wrk's output (for PROFILE)
   AUTH_BODY="$BODY" AUTH_HEADERS="$OUT/h-$1" timeout $(($2 + 30)) taskset -c "$CLIENT_CPU" \
     wrk -t1 "-c$CONNS" "-d${2}s" --latency -s "$ROOT/bench/auth-wrk.lua" "$BASE/authbench/prod${PATH_OF[$1]}"
 }
-export RUNS="$OUT/runs.jsonl" SERVER_PID="$server" CLIENT_CPU CONNS DURATION WARMUP \
+export RUNS="$OUT/runs.jsonl" SERVER_PID="$server" SERVER_CPU CLIENT_CPU CONNS DURATION WARMUP \
   LUA="$ROOT/bench/auth-wrk.lua" AUTH_BODY="$BODY"
 measure() { taskset -c "$CLIENT_CPU" python3 "$ROOT/bench/auth-run.py" "$@"; }
 MAX_ROUNDS="${MAX_ROUNDS:-$((3 * ROUNDS))}"
