@@ -410,6 +410,14 @@ mod tests {
             idle_s: 1,
             default: false,
             description: String::new(),
+            command: Vec::new(),
+            handler: None,
+            code: None,
+            code_sha256: None,
+            requirements: None,
+            environment: Default::default(),
+            secrets: Default::default(),
+            min_instances: 0,
         };
         let workers = Arc::new(tokio::sync::Semaphore::new(2));
         let f = Function::new("f".into(), spec, Selector::LatestApproved, "arn".into(), store, registry, workers);

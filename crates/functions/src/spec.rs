@@ -11,7 +11,23 @@
 //! max_concurrency = 64           # more at once are throttled (429)
 //! idle_s = 900                   # unload after this long without requests (scale to zero)
 //! default = true                 # the function the local-emulator path invokes
+//!
+//! [functions.hello]
+//! kind = "process"
+//! command = ["python3", "-m", "awslambdaric"]   # the runtime: it speaks the Lambda Runtime API
+//! handler = "app.lambda_handler"                 # `_HANDLER`
+//! code = "hello"                                 # a directory or .zip beside nimbus.toml
+//! requirements = "requirements.txt"              # inside the bundle; pip-installed once per version
+//! environment = { MODEL_URL = "https://…" }
+//! secrets = { API_KEY = "…" }                    # sealed when stored, never shown or logged
+//! memory_mb = 256                                # the instance's memory limit
+//! timeout_s = 3
+//! max_concurrency = 10                           # instances at most; one invocation each
+//! min_instances = 0                              # kept warm; 0 scales to zero
+//! idle_s = 300                                   # an idle instance stops after this long
 //! ```
+
+use std::collections::BTreeMap;
 
 use nimbus_registry::Selector;
 use serde::{Deserialize, Serialize};
@@ -22,6 +38,8 @@ use serde::{Deserialize, Serialize};
 pub enum FunctionKind {
     /// A registry model, loaded in-process and answering prediction requests.
     Model,
+    /// A command started per instance that takes events through the Lambda Runtime API.
+    Process,
 }
 
 fn default_selector() -> String {
@@ -69,7 +87,56 @@ pub struct FunctionSpec {
     pub default: bool,
     #[serde(default)]
     pub description: String,
+    /// Process functions: the program and its arguments, run in the task root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Process functions: the handler name given to the runtime as `_HANDLER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Process functions: the code bundle. In `nimbus.toml` a directory or `.zip` path
+    /// relative to the project; stored as the `s3://` URI of the uploaded zip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The SHA-256 of the stored bundle (set when it is uploaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
+    /// Process functions: a pip requirements file inside the bundle, installed into the task
+    /// root once per bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<String>,
+    /// Environment variables of the process (besides the Lambda ones nimbus sets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// Secret environment variables. Declared in plain text; the server seals each value with
+    /// its master key before storing the declaration (then the value reads `sealed:…`) and
+    /// never returns or logs it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// Process functions: instances kept running while idle (0 = scale to zero).
+    #[serde(default)]
+    pub min_instances: u32,
 }
+
+/// Environment names nimbus sets for every process instance; a declaration may not set them.
+pub const RESERVED_ENV: [&str; 14] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "_HANDLER",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// The prefix of a sealed secret value in a stored declaration.
+pub const SEALED_PREFIX: &str = "sealed:";
 
 impl FunctionSpec {
     /// Checks every field; the error names the field and the fix.
@@ -82,7 +149,21 @@ impl FunctionSpec {
                     "model_group: a model function needs the registry group it serves, e.g. model_group = \"titanic\"",
                 )?;
                 nimbus_core::names::resource("model group", group).map_err(|e| format!("model_group: {e}"))?;
+                for (field, set) in [
+                    ("command", !self.command.is_empty()),
+                    ("handler", self.handler.is_some()),
+                    ("code", self.code.is_some()),
+                    ("requirements", self.requirements.is_some()),
+                    ("environment", !self.environment.is_empty()),
+                    ("secrets", !self.secrets.is_empty()),
+                    ("min_instances", self.min_instances > 0),
+                ] {
+                    if set {
+                        return Err(format!("{field}: only process functions take it; remove it or set kind = \"process\""));
+                    }
+                }
             }
+            FunctionKind::Process => self.validate_process()?,
         }
         if !(128..=10240).contains(&self.memory_mb) {
             return Err(format!("memory_mb: must be from 128 to 10240, got {}", self.memory_mb));
@@ -100,6 +181,71 @@ impl FunctionSpec {
             ));
         }
         Ok(selector)
+    }
+}
+
+impl FunctionSpec {
+    fn validate_process(&self) -> Result<(), String> {
+        if self.model_group.is_some() {
+            return Err("model_group: only model functions serve a model group; remove it or set kind = \"model\"".into());
+        }
+        match self.command.first() {
+            None => {
+                return Err("command: a process function needs the program to run, e.g. \
+                     command = [\"python3\", \"-m\", \"awslambdaric\"]"
+                    .into());
+            }
+            Some(p) if p.is_empty() => return Err("command: the program (its first element) is empty".into()),
+            Some(_) => {}
+        }
+        if let Some(arg) = self.command.iter().find(|a| a.contains('\0')) {
+            return Err(format!("command: {arg:?} contains a NUL byte"));
+        }
+        if let Some(h) = &self.handler
+            && (h.is_empty() || h.len() > 128 || h.chars().any(|c| c.is_control()))
+        {
+            return Err(format!("handler: {h:?} must be 1 to 128 printable characters, e.g. \"app.lambda_handler\""));
+        }
+        if let Some(r) = &self.requirements
+            && (r.is_empty() || r.starts_with('/') || r.split('/').any(|s| s == ".."))
+        {
+            return Err(format!("requirements: {r:?} must be a relative path inside the code bundle, e.g. \"requirements.txt\""));
+        }
+        if self.requirements.is_some() && self.code.is_none() {
+            return Err("requirements: the file is read from the code bundle; set code too".into());
+        }
+        for (field, vars) in [("environment", &self.environment), ("secrets", &self.secrets)] {
+            for (k, v) in vars {
+                let valid = !k.is_empty()
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!("{field}.{k}: a variable name is letters, digits and _ and does not start with a digit"));
+                }
+                if RESERVED_ENV.contains(&k.as_str()) {
+                    return Err(format!("{field}.{k}: nimbus sets this variable for every instance; choose another name"));
+                }
+                if v.contains('\0') {
+                    return Err(format!("{field}.{k}: the value contains a NUL byte"));
+                }
+            }
+        }
+        if let Some(k) = self.environment.keys().find(|k| self.secrets.contains_key(*k)) {
+            return Err(format!("secrets.{k}: also set in environment; keep it in one of the two"));
+        }
+        if self.min_instances > self.max_concurrency {
+            return Err(format!(
+                "min_instances: {} is more than max_concurrency = {}; keep at most that many warm",
+                self.min_instances, self.max_concurrency
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this function takes Lambda events (a process function) rather than prediction
+    /// bodies (a model function).
+    pub fn takes_events(&self) -> bool {
+        self.kind == FunctionKind::Process
     }
 }
 
