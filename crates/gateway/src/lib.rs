@@ -10,6 +10,8 @@
 //! - [`usage`]: API keys, usage plans, token buckets and quotas.
 //! - [`cors`]: per-API CORS, preflights answered by the gateway.
 //! - [`oip`]: the Open Inference Protocol v2 on `protocol = "oip"` routes.
+//! - [`events`]: API Gateway's Lambda proxy events (payload format 2.0 and 1.0) and the
+//!   interpretation of a function's response.
 //!
 //! Every response carries `x-amzn-RequestId` and `apigw-requestid`; errors have API Gateway's
 //! bodies and statuses (403 `Forbidden` / `Missing Authentication Token`, 401 `Unauthorized`,
@@ -20,6 +22,7 @@
 
 pub mod authorizers;
 pub mod cors;
+pub mod events;
 pub mod oip;
 #[cfg(test)]
 mod proptests;

@@ -1,7 +1,7 @@
 //! A compiled API: its routes in radix trees (one per method, one for `ANY`), so finding a
 //! route costs time in the path's length, not in the number of routes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
@@ -10,6 +10,7 @@ use nimbus_functions::metrics::label;
 
 use crate::authorizers::Auth;
 use crate::cors::CompiledCors;
+use crate::events::PayloadFormat;
 use crate::spec::{ApiSpec, RouteKey, parse_route_key};
 use crate::usage::Throttle;
 
@@ -28,12 +29,20 @@ pub struct Route {
     pub throttle: Option<Throttle>,
     /// Whether the route speaks the Open Inference Protocol v2.
     pub oip: bool,
+    /// The path template as declared (`/items/{id}`, `/{proxy+}`), or `$default`: the
+    /// `resource` of a 1.0 event.
+    pub template: String,
+    /// The API Gateway event format of a function integration (default 2.0).
+    pub payload_format: PayloadFormat,
 }
 
 /// A matched route with its path parameters.
 #[derive(Debug, PartialEq)]
 pub struct Matched {
+    /// The route's index in [`CompiledApi::routes`].
     pub route: usize,
+    /// Path parameters by API Gateway's names (`id` for `{id}`, `proxy` for `{proxy+}`),
+    /// values as they appear in the request path (not percent-decoded).
     pub params: Vec<(String, String)>,
 }
 
@@ -52,6 +61,8 @@ pub struct CompiledApi {
     pub stages: Vec<String>,
     /// Each stage's default throttle, by stage index.
     pub stage_throttles: Vec<Option<Throttle>>,
+    /// Each stage's variables (`stageVariables` of the events), by stage index.
+    pub stage_variables: Vec<BTreeMap<String, String>>,
     /// JWT authorizers by name, with the issuer filled in.
     pub jwt: HashMap<String, nimbus_oauth::JwtAuthorizerSpec>,
     /// CORS, compiled.
@@ -78,6 +89,8 @@ impl CompiledApi {
                 scopes: route.scopes.clone(),
                 throttle: route.throttle,
                 oip: route.protocol.as_deref() == Some("oip"),
+                template: key.split_once(' ').map_or(key.as_str(), |(_, path)| path).to_string(),
+                payload_format: PayloadFormat::parse(route.payload_format.as_deref())?,
             });
             match parse_route_key(key)? {
                 RouteKey::Default => default = Some(idx),
@@ -107,6 +120,7 @@ impl CompiledApi {
             name: name.to_string(),
             stages: spec.stages.keys().cloned().collect(),
             stage_throttles: spec.stages.values().map(|s| s.throttle).collect(),
+            stage_variables: spec.stages.values().map(|s| s.variables.clone()).collect(),
             jwt,
             cors: spec.cors.as_ref().map(|c| c.compile()),
             spec,
@@ -206,6 +220,67 @@ mod tests {
         let a = api(&["GET /{id}/x", "GET /a/{b}/{c}"]).unwrap();
         assert!(a.find("GET", "//x").is_none() && a.find("GET", "/a//c").is_none());
         assert_eq!(a.find("GET", "/7/x").map(|m| m.params), Some(vec![("id".into(), "7".into())]));
+    }
+
+    #[test]
+    fn routes_keep_template_and_payload_format_stages_their_variables() {
+        let mut spec = ApiSpec {
+            description: String::new(),
+            hosts: vec![],
+            routes: ["GET /items/{id}", "ANY /{proxy+}", "$default"]
+                .iter()
+                .map(|k| (k.to_string(), RouteSpec::to("f")))
+                .collect(),
+            stages: [
+                ("dev".to_string(), StageSpec::default()),
+                (
+                    "prod".to_string(),
+                    StageSpec { variables: [("model".into(), "titanic".into())].into(), ..StageSpec::default() },
+                ),
+            ]
+            .into(),
+            authorizers: Default::default(),
+            cors: None,
+        };
+        spec.routes.get_mut("ANY /{proxy+}").unwrap().payload_format = Some("1.0".into());
+        let a = CompiledApi::compile("t", spec, "").unwrap();
+        let route = |key: &str| a.routes.iter().find(|r| r.key == key).unwrap();
+        assert_eq!(route("GET /items/{id}").template, "/items/{id}");
+        assert_eq!(route("ANY /{proxy+}").template, "/{proxy+}");
+        assert_eq!(route("$default").template, "$default");
+        assert_eq!(route("GET /items/{id}").payload_format, PayloadFormat::V2);
+        assert_eq!(route("ANY /{proxy+}").payload_format, PayloadFormat::V1);
+        let prod = a.stage("prod").unwrap();
+        assert_eq!(a.stage_variables[prod].get("model").map(String::as_str), Some("titanic"));
+        assert!(a.stage_variables[a.stage("dev").unwrap()].is_empty());
+    }
+
+    #[test]
+    fn payload_format_errors_name_the_field() {
+        let spec = |format: &str, protocol: Option<&str>| ApiSpec {
+            description: String::new(),
+            hosts: vec![],
+            routes: [(
+                "POST /p".to_string(),
+                RouteSpec {
+                    payload_format: Some(format.into()),
+                    protocol: protocol.map(str::to_string),
+                    ..RouteSpec::to("f")
+                },
+            )]
+            .into(),
+            stages: [("prod".to_string(), StageSpec::default())].into(),
+            authorizers: Default::default(),
+            cors: None,
+        };
+        let e = CompiledApi::compile("t", spec("3.0", None), "").unwrap_err();
+        assert!(
+            e.contains("routes.\"POST /p\".payload_format") && e.contains("\"2.0\"") && e.contains("\"1.0\""),
+            "{e}"
+        );
+        let e = CompiledApi::compile("t", spec("1.0", Some("oip")), "").unwrap_err();
+        assert!(e.contains("payload_format") && e.contains("oip"), "{e}");
+        assert!(CompiledApi::compile("t", spec("2.0", None), "").is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! "POST /private" = { function = "predict", auth = "iam" }
 //! "POST /scoped" = { function = "predict", auth = "jwt:pool", scopes = ["titanic/predict"] }
 //! "ANY /v2/{proxy+}" = { function = "predict", protocol = "oip", auth = "api_key" }
+//! "ANY /legacy/{proxy+}" = { function = "app", payload_format = "1.0" }  # REST-style events
 //! [apis.titanic.stages.prod]
 //! variables = { model = "titanic" }
 //! throttle = { rate = 100, burst = 50 }     # the stage's default throttle, for every caller
@@ -24,6 +25,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::events::PayloadFormat;
 
 /// First path segments the server keeps for itself; no API may take these names.
 pub const RESERVED_NAMES: [&str; 5] = ["metrics", "2015-03-31", "oauth2", ".well-known", "_nimbus"];
@@ -51,12 +54,23 @@ pub struct RouteSpec {
     /// health) for its function; absent: the function's own request forms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// The API Gateway event a function integration receives and the response shape it
+    /// returns: `"2.0"` (the default, as in HTTP APIs) or `"1.0"` (REST-compatible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_format: Option<String>,
 }
 
 impl RouteSpec {
     /// A public route to `function`.
     pub fn to(function: &str) -> RouteSpec {
-        RouteSpec { function: function.to_string(), auth: None, scopes: Vec::new(), throttle: None, protocol: None }
+        RouteSpec {
+            function: function.to_string(),
+            auth: None,
+            scopes: Vec::new(),
+            throttle: None,
+            protocol: None,
+            payload_format: None,
+        }
     }
 }
 
@@ -200,6 +214,14 @@ impl ApiSpec {
                         "routes.{key:?}.protocol: {other:?} is not known; use \"oip\" (Open Inference Protocol v2) or leave it out"
                     ));
                 }
+            }
+            PayloadFormat::parse(route.payload_format.as_deref())
+                .map_err(|e| format!("routes.{key:?}.payload_format: {e}"))?;
+            if route.payload_format.is_some() && route.protocol.is_some() {
+                return Err(format!(
+                    "routes.{key:?}.payload_format: a protocol = \"oip\" route is answered by the gateway, not sent \
+                     as an API Gateway event; remove payload_format or protocol"
+                ));
             }
         }
         for (name, a) in &self.authorizers {
