@@ -1,40 +1,25 @@
-//! One model function at run time: the loaded model (or none: scaled to zero), its
-//! concurrency slots, logs and metrics.
-//!
-//! The loaded model sits behind an atomic pointer. A request takes a reference to whatever is
-//! loaded when it starts and finishes on it, so a swap never disturbs requests in flight and
-//! none waits for a load that is not its own cold start.
+//! One function at run time, whatever its kind: the concurrency slots, the deadline, the
+//! START/END/REPORT lines and the metrics are shared here ([`Function::run`]); what runs is the
+//! function's [`Runtime`] — a registry model in-process ([`crate::model`]) or a command per
+//! instance behind the Lambda Runtime API ([`crate::process`]).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use nimbus_core::clock;
-use nimbus_ml::predict::Predictor;
-use nimbus_registry::{Registry, RegistryError, Selector};
-use nimbus_store::Store;
+use nimbus_registry::{RegistryError, Selector};
 
 use crate::logs::{self, LogBook};
 use crate::metrics::FunctionMetrics;
-use crate::protocol::{self, Answer, Protocol};
+use crate::model::{Loaded, ModelRuntime};
+use crate::process::ProcessRuntime;
+use crate::protocol::{Answer, Protocol};
 use crate::spec::FunctionSpec;
 
-/// A model in memory, ready to answer.
-pub struct Loaded {
-    /// The registry version.
-    pub version: i64,
-    pub predictor: Predictor,
-    /// Input field names, in the model's order.
-    pub fields: Vec<String>,
-    /// How long loading took, ms.
-    pub init_ms: f64,
-    /// Size of the model's artifact, MB (rounded up): what the REPORT line shows as used.
-    pub size_mb: u64,
-    pub loaded_ms: i64,
-}
-
-/// Why an invocation did not produce an answer of the model.
+/// Why an invocation did not produce an answer of the function.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     /// More invocations are running than `max_concurrency` allows.
@@ -46,19 +31,45 @@ pub enum InvokeError {
     /// The invocation ran longer than `timeout_s` (or its caller's deadline).
     #[error("Task timed out after {0:.2} seconds")]
     Timeout(f64),
-    /// The model could not be loaded (no version, a damaged artifact, over the memory limit).
+    /// The model could not be loaded (no version, a damaged artifact, over the memory limit),
+    /// or a process function could not be started (no sandbox, its code could not be prepared).
     #[error("{0}")]
     Unavailable(String),
+    /// The function itself failed: the handler raised, its runtime failed to start, exited or
+    /// was killed, or its response was too large. `payload` is the error document Lambda
+    /// returns (`{"errorMessage", "errorType", …}`).
+    #[error("{error_type}: {message}")]
+    Function { error_type: String, message: String, payload: Bytes },
 }
 
 impl InvokeError {
     /// The Lambda `errorType` of the error.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> &str {
         match self {
             InvokeError::Throttled { .. } | InvokeError::Busy { .. } => "TooManyRequestsException",
             InvokeError::Timeout(_) => "Sandbox.Timedout",
             InvokeError::Unavailable(_) => "ModelUnavailable",
+            InvokeError::Function { error_type, .. } => error_type,
         }
+    }
+
+    /// The error document the Invoke API returns with `X-Amz-Function-Error: Unhandled`.
+    pub fn payload(&self) -> Bytes {
+        match self {
+            InvokeError::Function { payload, .. } => payload.clone(),
+            InvokeError::Timeout(_) => Bytes::from(
+                serde_json::json!({ "errorMessage": self.to_string(), "errorType": self.error_type() }).to_string(),
+            ),
+            other => Bytes::from(
+                serde_json::json!({ "errorMessage": other.to_string(), "errorType": other.error_type() }).to_string(),
+            ),
+        }
+    }
+
+    /// A function error built from a message and a type.
+    pub fn function(error_type: &str, message: String) -> InvokeError {
+        let payload = Bytes::from(serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string());
+        InvokeError::Function { error_type: error_type.to_string(), message, payload }
     }
 }
 
@@ -85,37 +96,49 @@ impl Default for Call {
     }
 }
 
-/// A finished invocation. Its log lines (START … REPORT) are in the function's [`LogBook`],
-/// found by its [`Call`]'s request id.
+/// A finished invocation of a model function. Its log lines (START … REPORT) are in the
+/// function's [`LogBook`], found by its [`Call`]'s request id.
 pub struct Invocation {
     pub answer: Answer,
 }
 
-/// A deployed model function.
+/// What a runtime hands back from one invocation, for the REPORT line.
+pub(crate) struct Ran<T> {
+    pub value: T,
+    /// Set on a cold start: how long the model load or the instance's start took.
+    pub init_ms: Option<f64>,
+    /// Memory used, MB.
+    pub memory_mb: u64,
+    /// The version that ran, when not the function's own (an alias's pick).
+    pub version: Option<String>,
+}
+
+/// What runs behind a function.
+// One per deployed function, built once and never moved: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Runtime {
+    Model(ModelRuntime),
+    Process(ProcessRuntime),
+}
+
+/// A deployed function.
 pub struct Function {
     pub name: String,
     pub spec: FunctionSpec,
-    pub selector: Selector,
     pub arn: String,
-    pub logs: LogBook,
+    /// `$LATEST`, or the number of a published version.
+    pub version: String,
+    pub logs: Arc<LogBook>,
     pub metrics: FunctionMetrics,
-    loaded: ArcSwapOption<Loaded>,
-    load_lock: tokio::sync::Mutex<()>,
+    pub runtime: Runtime,
     /// Invocations running, counted until their work really ends (a timed-out prediction on
     /// the blocking pool keeps its slot until it stops).
     in_flight: Arc<AtomicU32>,
     last_used_ms: AtomicI64,
-    /// The server's bounded pool of blocking prediction work.
-    workers: Arc<tokio::sync::Semaphore>,
-    store: Store,
-    registry: Registry,
-    /// A test hook: the load pauses between resolving the version and storing the model.
-    #[cfg(test)]
-    pause_after_resolve: std::sync::Mutex<Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>>,
 }
 
 /// A concurrency slot; dropping it gives the slot back.
-struct Slot(Arc<AtomicU32>);
+pub(crate) struct Slot(Arc<AtomicU32>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -124,48 +147,71 @@ impl Drop for Slot {
 }
 
 impl Function {
-    /// A function that has loaded nothing yet.
-    pub fn new(
-        name: String,
-        spec: FunctionSpec,
-        selector: Selector,
-        arn: String,
-        store: Store,
-        registry: Registry,
-        workers: Arc<tokio::sync::Semaphore>,
-    ) -> Self {
+    /// A function that has started nothing yet.
+    pub(crate) fn new(name: String, spec: FunctionSpec, arn: String, runtime: Runtime, logs: Arc<LogBook>) -> Self {
         Function {
             name,
             spec,
-            selector,
             arn,
-            logs: LogBook::default(),
+            version: "$LATEST".into(),
+            logs,
             metrics: FunctionMetrics::default(),
-            loaded: ArcSwapOption::empty(),
-            load_lock: tokio::sync::Mutex::new(()),
+            runtime,
             in_flight: Arc::new(AtomicU32::new(0)),
             last_used_ms: AtomicI64::new(clock::now_ms()),
-            workers,
-            store,
-            registry,
-            #[cfg(test)]
-            pause_after_resolve: Default::default(),
         }
     }
 
-    /// The registry group served.
+    /// The model runtime, for model functions.
+    pub fn model(&self) -> Option<&ModelRuntime> {
+        match &self.runtime {
+            Runtime::Model(m) => Some(m),
+            Runtime::Process(_) => None,
+        }
+    }
+
+    /// The process runtime, for process functions.
+    pub fn process(&self) -> Option<&ProcessRuntime> {
+        match &self.runtime {
+            Runtime::Process(p) => Some(p),
+            Runtime::Model(_) => None,
+        }
+    }
+
+    /// Whether the function takes Lambda events (process) rather than prediction bodies (model).
+    pub fn takes_events(&self) -> bool {
+        matches!(self.runtime, Runtime::Process(_))
+    }
+
+    /// The registry group served (empty for process functions).
     pub fn group(&self) -> &str {
-        self.spec.model_group.as_deref().unwrap_or_default()
+        self.model().map_or("", |m| m.group())
+    }
+
+    /// The model selector, for model functions.
+    pub fn selector(&self) -> Option<&Selector> {
+        self.model().map(|m| &m.selector)
     }
 
     /// The version the selector names now, without loading it (for metadata).
     pub async fn resolve(&self) -> Result<nimbus_registry::ModelVersion, RegistryError> {
-        self.registry.resolve(self.group(), &self.selector).await
+        match &self.runtime {
+            Runtime::Model(m) => m.resolve().await,
+            Runtime::Process(_) => Err(RegistryError::GroupNotFound(String::new())),
+        }
     }
 
-    /// What is loaded now, if anything.
+    /// The model loaded now, if any (model functions only).
     pub fn loaded(&self) -> Option<Arc<Loaded>> {
-        self.loaded.load_full()
+        self.model().and_then(|m| m.loaded())
+    }
+
+    /// Whether anything is warm: a model loaded, or a process instance running.
+    pub fn is_warm(&self) -> bool {
+        match &self.runtime {
+            Runtime::Model(m) => m.is_loaded(),
+            Runtime::Process(p) => p.instances() > 0,
+        }
     }
 
     /// Invocations running now.
@@ -173,154 +219,82 @@ impl Function {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    fn log(&self, line: String) {
-        tracing::info!(function = %self.name, "{line}");
-        self.logs.push(clock::now_ms(), [line]);
-    }
-
-    /// Resolves the selector and loads that version from the store.
-    async fn load(&self) -> Result<Loaded, InvokeError> {
-        let started = Instant::now();
-        let group = self.group();
-        let version = self.registry.resolve(group, &self.selector).await.map_err(|e| match e {
-            RegistryError::Unresolved { reason, .. } => InvokeError::Unavailable(format!(
-                "function {}: no version of model group {group} matches {} ({reason}); approve one with `nimbus models approve {group} VERSION`",
-                self.name, self.selector
-            )),
-            RegistryError::GroupNotFound(_) => InvokeError::Unavailable(format!(
-                "function {}: model group {group} does not exist; run a pipeline that registers into it or `nimbus models import {group} FILE`",
-                self.name
-            )),
-            other => InvokeError::Unavailable(format!("function {}: {other}", self.name)),
-        })?;
-        let (bucket, key) = nimbus_store::parse_uri(&version.artifact_uri)
-            .ok_or_else(|| InvokeError::Unavailable(format!("artifact URI {} is not s3://", version.artifact_uri)))?;
-        let size_mb = (version.artifact_size as u64).div_ceil(1 << 20).max(1);
-        if size_mb > u64::from(self.spec.memory_mb) {
-            return Err(InvokeError::Unavailable(format!(
-                "function {}: model {group} version {} needs about {size_mb} MB, over memory_mb = {}; raise memory_mb",
-                self.name, version.version, self.spec.memory_mb
-            )));
-        }
-        #[cfg(test)]
-        {
-            let pause = self.pause_after_resolve.lock().unwrap().clone();
-            if let Some((reached, go)) = pause {
-                reached.notify_one();
-                go.notified().await;
-            }
-        }
-        // The bytes must be the ones approved: the digest the version recorded, not whatever
-        // the object holds now.
-        let bytes = self.store.get_expecting(bucket, key, &version.artifact_sha256).await.map_err(|e| {
-            InvokeError::Unavailable(format!("function {}: model {group} version {}: {e}", self.name, version.version))
-        })?;
-        let predictor = tokio::task::spawn_blocking(move || Predictor::from_slice(&bytes))
-            .await
-            .map_err(|e| InvokeError::Unavailable(format!("loading stopped: {e}")))?
-            .map_err(|e| InvokeError::Unavailable(format!("function {}: {e}", self.name)))?;
-        let fields = predictor.preprocessor().features.iter().map(|f| f.name.clone()).collect();
-        Ok(Loaded {
-            version: version.version,
-            predictor,
-            fields,
-            init_ms: started.elapsed().as_secs_f64() * 1e3,
-            size_mb,
-            loaded_ms: clock::now_ms(),
-        })
-    }
-
-    /// The loaded model, loading it first on a cold start (one load at a time; concurrent
-    /// cold requests wait for the same load). Returns the init time when this call loaded.
-    async fn warm(&self) -> Result<(Arc<Loaded>, Option<f64>), InvokeError> {
-        if let Some(l) = self.loaded.load_full() {
-            return Ok((l, None));
-        }
-        let _guard = self.load_lock.lock().await;
-        if let Some(l) = self.loaded.load_full() {
-            return Ok((l, None));
-        }
-        let loaded = Arc::new(self.load().await?);
-        self.log(format!("loaded model {} version {} in {:.2} ms", self.group(), loaded.version, loaded.init_ms));
-        self.loaded.store(Some(loaded.clone()));
-        self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
-        let init = loaded.init_ms;
-        Ok((loaded, Some(init)))
-    }
-
-    /// Re-resolves the selector after a registry change and, when it now names another
-    /// version, loads that version and swaps it in. Nothing happens while scaled to zero:
-    /// the next cold start resolves afresh. The load lock is taken first, so a cold start that
-    /// resolved before the change is stored before this looks, and is corrected.
+    /// Re-resolves a model function's selector after a registry change (see
+    /// [`ModelRuntime::refresh`]).
     pub async fn refresh(&self) {
-        let _guard = self.load_lock.lock().await;
-        let Some(current) = self.loaded.load_full() else { return };
-        match self.registry.resolve(self.group(), &self.selector).await {
-            Ok(v) if v.version == current.version => {}
-            Ok(_) => match self.load().await {
-                Ok(next) => {
-                    self.log(format!(
-                        "swapped model {} version {} -> {} (loaded in {:.2} ms)",
-                        self.group(),
-                        current.version,
-                        next.version,
-                        next.init_ms
-                    ));
-                    self.loaded.store(Some(Arc::new(next)));
-                }
-                Err(e) => self.log(format!("kept version {}: the new version did not load: {e}", current.version)),
-            },
-            Err(RegistryError::Unresolved { .. } | RegistryError::GroupNotFound(_)) => {
-                self.loaded.store(None);
-                self.log(format!(
-                    "unloaded model {} version {}: the selector {} matches no version now",
-                    self.group(),
-                    current.version,
-                    self.selector
-                ));
-            }
-            Err(e) => self.log(format!("kept version {}: registry lookup failed: {e}", current.version)),
+        if let Runtime::Model(m) = &self.runtime {
+            m.refresh().await;
         }
     }
 
-    /// Drops the loaded model when idle for `idle_s` (0: never) with nothing in flight.
+    /// Scales down what has been idle for `idle_s` (0: never) with nothing in flight: the
+    /// loaded model, or process instances beyond `min_instances`.
     pub fn unload_if_idle(&self, now_ms: i64) -> bool {
         let idle_ms = self.spec.idle_s.min(crate::spec::MAX_IDLE_S) as i64 * 1000;
-        if self.spec.idle_s == 0 || self.in_flight() > 0 || self.loaded.load().is_none() {
-            return false;
+        match &self.runtime {
+            Runtime::Process(p) => p.stop_idle(now_ms, idle_ms),
+            Runtime::Model(m) => {
+                if self.spec.idle_s == 0 || self.in_flight() > 0 || !m.is_loaded() {
+                    return false;
+                }
+                if now_ms - self.last_used_ms.load(Ordering::Relaxed) < idle_ms {
+                    return false;
+                }
+                m.unload(self.spec.idle_s)
+            }
         }
-        if now_ms - self.last_used_ms.load(Ordering::Relaxed) < idle_ms {
-            return false;
-        }
-        self.loaded.store(None);
-        self.log(format!("unloaded after {} s idle (scaled to zero)", self.spec.idle_s));
-        true
     }
 
-    /// Answers a prediction request body (the seeds' and MLflow's forms, CSV).
+    /// Answers a prediction request body (the seeds' and MLflow's forms, CSV). Model
+    /// functions only; a process function takes events ([`Function::invoke_event`]).
     pub async fn invoke(
         &self,
         call: &Call,
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Invocation, InvokeError> {
-        self.run(call, Protocol::Predict, content_type, body).await
+        let Runtime::Model(m) = &self.runtime else {
+            return Err(InvokeError::Unavailable(format!(
+                "function {} takes events, not prediction bodies",
+                self.name
+            )));
+        };
+        let answer = self.run(call, |slot| m.answer(slot, Protocol::Predict, content_type, body)).await?;
+        Ok(Invocation { answer })
     }
 
-    /// Answers an Open Inference Protocol v2 `infer` body.
+    /// Answers an Open Inference Protocol v2 `infer` body (model functions only).
     pub async fn infer(&self, call: &Call, version: Option<i64>, body: &[u8]) -> Result<Invocation, InvokeError> {
-        self.run(call, Protocol::Infer { model: self.name.clone(), version }, None, body).await
+        let Runtime::Model(m) = &self.runtime else {
+            return Err(InvokeError::Unavailable(format!("function {} does not serve a model", self.name)));
+        };
+        let protocol = Protocol::Infer { model: self.name.clone(), version };
+        let answer = self.run(call, |slot| m.answer(slot, protocol, None, body)).await?;
+        Ok(Invocation { answer })
+    }
+
+    /// Invokes the function with a Lambda event (an Invoke API payload or an API Gateway
+    /// event) and returns its response payload. A model function reads the prediction request
+    /// inside the event and answers with a proxy response; a process function's handler gets
+    /// the event as it is.
+    pub async fn invoke_event(&self, call: &Call, event: Bytes) -> Result<Bytes, InvokeError> {
+        match &self.runtime {
+            Runtime::Model(m) => {
+                let (ct, body) = crate::lambda::request_of_event(&event);
+                let answer = self.run(call, |slot| m.answer(slot, Protocol::Predict, ct.as_deref(), &body)).await?;
+                Ok(Bytes::from(crate::lambda::proxy_response(&answer)))
+            }
+            Runtime::Process(p) => self.run(call, |slot| p.invoke(slot, call, event)).await,
+        }
     }
 
     /// Runs one invocation, with START/END/REPORT logging, the concurrency limit and the
-    /// timeout (the sooner of `timeout_s` and the caller's deadline).
-    async fn run(
-        &self,
-        call: &Call,
-        protocol: Protocol,
-        content_type: Option<&str>,
-        body: &[u8],
-    ) -> Result<Invocation, InvokeError> {
+    /// timeout (the sooner of `timeout_s` and the caller's deadline). `work` gets the
+    /// invocation's slot and gives it back (drops it) when its work really ends.
+    async fn run<T, Fut>(&self, call: &Call, work: impl FnOnce(Slot) -> Fut) -> Result<T, InvokeError>
+    where
+        Fut: Future<Output = Result<Ran<T>, InvokeError>>,
+    {
         self.metrics.invocations.fetch_add(1, Ordering::Relaxed);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.spec.max_concurrency {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -332,67 +306,75 @@ impl Function {
         let started = Instant::now();
         let own = Duration::from_secs_f64(self.spec.timeout_s);
         let timeout = call.deadline.map_or(own, |d| own.min(d.saturating_duration_since(started)));
-        // Made only when the work goes to the blocking pool: inline work cannot be interrupted.
-        let cancel: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-        let work = async {
-            let slot = slot;
-            let (loaded, init) = self.warm().await?;
-            let answer = if body.len() > protocol::INLINE_BODY_BYTES {
-                let permit = self.workers.clone().try_acquire_owned().map_err(|_| {
-                    self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
-                    InvokeError::Busy { workers: crate::prediction_workers() }
-                })?;
-                let stop = cancel.get_or_init(|| Arc::new(AtomicBool::new(false))).clone();
-                let (ct, body, l, p) =
-                    (content_type.map(str::to_string), body.to_vec(), loaded.clone(), protocol.clone());
-                // The slot and the worker permit go with the work: they are given back when it
-                // really ends, not when the caller stops waiting.
-                tokio::task::spawn_blocking(move || {
-                    let _held = (slot, permit);
-                    protocol::answer(&l, &p, ct.as_deref(), &body, Some(&stop))
-                })
-                .await
-                .map_err(|e| InvokeError::Unavailable(format!("prediction stopped: {e}")))?
-            } else {
-                let answer = protocol::answer(&loaded, &protocol, content_type, body, None);
-                drop(slot);
-                answer
-            };
-            Ok::<_, InvokeError>((answer, init, loaded.size_mb))
-        };
+        let request_id = &call.request_id;
+        // A process prints between START and END, so START goes first; a model's lines go in
+        // one push at the end.
+        let streams = self.takes_events();
+        if streams {
+            self.logs.push(clock::now_ms(), [logs::start_line(request_id, &self.version)]);
+        }
         let limit = timeout.as_secs_f64();
-        let result = tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
-            if let Some(stop) = cancel.get() {
-                stop.store(true, Ordering::Relaxed);
-            }
+        let result = tokio::time::timeout(timeout, work(slot)).await.unwrap_or_else(|_| {
             self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
             Err(InvokeError::Timeout(limit))
         });
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let (init, used) = match &result {
-            Ok((_, init, used)) => (*init, *used),
-            Err(_) => (None, self.loaded.load().as_ref().map(|l| l.size_mb).unwrap_or(0)),
+            Ok(ran) => (ran.init_ms, ran.memory_mb),
+            Err(_) => (None, self.memory_used_mb()),
         };
+        if init.is_some() {
+            self.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+        }
         let duration_ms = total_ms - init.unwrap_or(0.0);
         self.metrics.duration.observe(duration_ms / 1e3);
-        let request_id = &call.request_id;
-        let mut lines = vec![logs::start_line(request_id, "$LATEST")];
+        let version = result.as_ref().ok().and_then(|r| r.version.as_deref()).unwrap_or(&self.version);
+        let mut lines = Vec::with_capacity(4);
+        if !streams {
+            lines.push(logs::start_line(request_id, version));
+        }
         if let Err(e) = &result {
+            if matches!(e, InvokeError::Busy { .. }) {
+                self.metrics.throttles.fetch_add(1, Ordering::Relaxed);
+            }
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            lines.push(format!("{} {request_id} ERROR {}: {e}", clock::rfc3339(clock::now_ms()), e.error_type()));
+            lines.extend(error_lines(e, request_id));
         }
         lines.push(logs::end_line(request_id));
         lines.push(logs::report_line(request_id, duration_ms, self.spec.memory_mb, used, init));
         self.logs.push(clock::now_ms(), lines);
-        let (answer, _, _) = result?;
-        Ok(Invocation { answer })
+        result.map(|ran| ran.value)
+    }
+
+    fn memory_used_mb(&self) -> u64 {
+        match &self.runtime {
+            Runtime::Model(m) => m.memory_used_mb(),
+            Runtime::Process(p) => p.memory_used_mb(),
+        }
+    }
+}
+
+/// The lines Lambda writes for a failed invocation: the timeout, a runtime that exited, or
+/// (for a model) the error itself. A handler's own error is printed by its runtime.
+fn error_lines(e: &InvokeError, request_id: &str) -> Vec<String> {
+    let now = clock::rfc3339(clock::now_ms());
+    match e {
+        InvokeError::Timeout(_) => vec![format!("{now} {request_id} {e}")],
+        InvokeError::Function { error_type, message, .. } if error_type.starts_with("Runtime.") => {
+            vec![message.clone(), error_type.clone()]
+        }
+        InvokeError::Function { .. } => Vec::new(),
+        other => vec![format!("{now} {request_id} ERROR {}: {other}", other.error_type())],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol;
     use crate::spec::FunctionKind;
+    use nimbus_registry::Registry;
+    use nimbus_store::Store;
 
     async fn function(max_concurrency: u32) -> (tempfile::TempDir, Function) {
         let dir = tempfile::tempdir().unwrap();
@@ -418,9 +400,22 @@ mod tests {
             environment: Default::default(),
             secrets: Default::default(),
             min_instances: 0,
+            async_retries: 2,
+            async_retry_delay_s: 60.0,
         };
         let workers = Arc::new(tokio::sync::Semaphore::new(2));
-        let f = Function::new("f".into(), spec, Selector::LatestApproved, "arn".into(), store, registry, workers);
+        let logs = Arc::new(LogBook::default());
+        let runtime = Runtime::Model(ModelRuntime::new(
+            "f",
+            "titanic".into(),
+            Selector::LatestApproved,
+            spec.memory_mb,
+            store,
+            registry,
+            workers,
+            logs.clone(),
+        ));
+        let f = Function::new("f".into(), spec, "arn".into(), runtime, logs);
         (dir, f)
     }
 
@@ -446,11 +441,11 @@ mod tests {
         )
         .unwrap()
         .to_vec();
-        f.store.ensure_bucket("models").await.unwrap();
+        f.model().unwrap().store.ensure_bucket("models").await.unwrap();
         let key = format!("titanic/{}.json", nimbus_core::new_id());
-        let object = f.store.put("models", &key, bundle.into(), "application/json").await.unwrap();
+        let object = f.model().unwrap().store.put("models", &key, bundle.into(), "application/json").await.unwrap();
         let version = new_version(&object, object.size, status);
-        f.registry.register("titanic", version, "test").await.unwrap().version
+        f.model().unwrap().registry.register("titanic", version, "test").await.unwrap().version
     }
 
     /// A native-model version of `object`, recorded as `size` bytes.
@@ -483,15 +478,15 @@ mod tests {
         let v1 = register_model(&f, ApprovalStatus::Approved).await;
         // The cold start resolves v1, then waits before storing it.
         let (reached, go) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
-        *f.pause_after_resolve.lock().unwrap() = Some((reached.clone(), go.clone()));
+        *f.model().unwrap().pause_after_resolve.lock().unwrap() = Some((reached.clone(), go.clone()));
         let cold = tokio::spawn({
             let f = f.clone();
             async move { f.invoke(&Call::new(), None, br#"{"instances":[{"Age":2}]}"#).await.map(|_| ()) }
         });
         reached.notified().await;
-        *f.pause_after_resolve.lock().unwrap() = None;
+        *f.model().unwrap().pause_after_resolve.lock().unwrap() = None;
         // v1 is rejected now, and the registry watcher's refresh runs while the load is paused.
-        f.registry.set_status("titanic", v1, ApprovalStatus::Rejected, "bad", "test").await.unwrap();
+        f.model().unwrap().registry.set_status("titanic", v1, ApprovalStatus::Rejected, "bad", "test").await.unwrap();
         let mut refresh = tokio::spawn({
             let f = f.clone();
             async move { f.refresh().await }
@@ -513,14 +508,14 @@ mod tests {
         use nimbus_registry::ApprovalStatus;
         let (_dir, f) = function(4).await;
         let v1 = register_model(&f, ApprovalStatus::Approved).await;
-        let version = f.registry.version("titanic", v1).await.unwrap();
+        let version = f.model().unwrap().registry.version("titanic", v1).await.unwrap();
         let (bucket, key) = nimbus_store::parse_uri(&version.artifact_uri).unwrap();
         // Behind the holds (they stop the object API): the row itself replaced.
         nimbus_meta::sqlx::query("UPDATE objects SET sha256 = $1 WHERE bucket = $2 AND object_key = $3")
             .bind("0".repeat(64))
             .bind(bucket)
             .bind(key)
-            .execute(f.store.db().pool())
+            .execute(f.model().unwrap().store.db().pool())
             .await
             .unwrap();
         let e = f.invoke(&Call::new(), None, br#"{"instances":[{"Age":2}]}"#).await.err().expect("refused");
@@ -549,7 +544,7 @@ mod tests {
         use nimbus_registry::ApprovalStatus;
         let (_dir, f) = function(4).await;
         register_model(&f, ApprovalStatus::Approved).await;
-        let _all = f.workers.clone().acquire_many_owned(2).await.unwrap();
+        let _all = f.model().unwrap().workers.clone().acquire_many_owned(2).await.unwrap();
         let rows = vec![r#"{"Age":2}"#; 10_000].join(",");
         let body = format!(r#"{{"instances":[{rows}]}}"#);
         assert!(body.len() > protocol::INLINE_BODY_BYTES);
@@ -583,10 +578,11 @@ mod tests {
     async fn a_model_over_the_memory_limit_is_refused_before_it_is_read() {
         let (_dir, f) = function(4).await;
         // The recorded size is what the check reads; the object itself can be small.
-        f.store.ensure_bucket("models").await.unwrap();
-        let object = f.store.put("models", "titanic/huge.json", "{}".into(), "application/json").await.unwrap();
+        f.model().unwrap().store.ensure_bucket("models").await.unwrap();
+        let object =
+            f.model().unwrap().store.put("models", "titanic/huge.json", "{}".into(), "application/json").await.unwrap();
         let version = new_version(&object, 300 << 20, nimbus_registry::ApprovalStatus::Approved);
-        f.registry.register("titanic", version, "test").await.unwrap();
+        f.model().unwrap().registry.register("titanic", version, "test").await.unwrap();
         let e = f.invoke(&Call::new(), None, b"{}").await.err().expect("over the limit");
         let InvokeError::Unavailable(m) = &e else { panic!("{e}") };
         assert!(m.contains("needs about 300 MB, over memory_mb = 256; raise memory_mb"), "{m}");

@@ -1,8 +1,17 @@
-//! Functions: model functions that serve a registry selector in-process.
+//! Functions: model functions that serve a registry selector in-process, and process
+//! functions that run any Lambda handler through the Lambda Runtime API.
 //!
 //! - [`spec`]: the declaration (`[functions.NAME]` in `nimbus.toml`) and its validation.
-//! - [`function`]: one function at run time — lazy load (the cold start), atomic hot swap on
-//!   registry changes, idle unload (scale to zero), concurrency limit, timeout.
+//! - [`function`]: one function at run time, whatever its kind — concurrency limit, deadline,
+//!   START/END/REPORT, metrics — in front of its runtime:
+//! - [`model`]: lazy load (the cold start), atomic hot swap on registry changes, idle unload
+//!   (scale to zero);
+//! - [`process`]: instances of a command, each with its own Runtime API server, in the
+//!   sandbox, with a memory limit; cold starts, reuse, scale to zero and `min_instances`;
+//! - [`bundle`]: code bundles (zip) unpacked once into read-only task roots, requirements
+//!   installed with pip.
+//! - [`queue`]: asynchronous invocations kept in the metadata database, retried, and their
+//!   failures.
 //! - [`protocol`]: prediction request bodies in, `{"predictions": …}` out.
 //! - [`lambda`]: Invoke API payloads and proxy responses.
 //! - [`logs`], [`metrics`]: START/END/REPORT lines and Prometheus counters.
@@ -12,11 +21,15 @@
 //! every change, so the request path reads it without locks.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod function;
 pub mod lambda;
 pub mod logs;
 pub mod metrics;
+pub mod model;
+pub mod process;
 pub mod protocol;
+pub mod queue;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -33,7 +46,9 @@ use nimbus_registry::Registry;
 use nimbus_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 
-pub use function::{Call, Function, Invocation, InvokeError, Loaded};
+pub use function::{Call, Function, Invocation, InvokeError, Runtime};
+pub use model::Loaded;
+pub use process::ProcessHost;
 pub use protocol::Answer;
 pub use spec::{FunctionKind, FunctionSpec};
 
@@ -67,6 +82,10 @@ struct Inner {
     put_lock: tokio::sync::Mutex<()>,
     /// The bounded pool of blocking prediction work, shared by every function.
     workers: Arc<tokio::sync::Semaphore>,
+    /// What process functions run on.
+    host: ProcessHost,
+    /// Wakes the asynchronous-event worker when an event is accepted.
+    queue_wake: tokio::sync::Notify,
 }
 
 /// How many large predictions run on the blocking pool at once: two per core. One more is
@@ -89,12 +108,15 @@ impl Functions {
         store: Store,
         registry: Registry,
         partition: Partition,
+        host: ProcessHost,
     ) -> Result<Functions, FunctionsError> {
         let inner = Arc::new(Inner {
             db,
             store,
             registry,
             partition,
+            host,
+            queue_wake: tokio::sync::Notify::new(),
             table: ArcSwap::from_pointee(HashMap::new()),
             put_lock: tokio::sync::Mutex::new(()),
             workers: Arc::new(tokio::sync::Semaphore::new(prediction_workers())),
@@ -123,16 +145,37 @@ impl Functions {
             spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let p = &self.inner.partition;
         let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
-        let (store, registry, workers) =
-            (self.inner.store.clone(), self.inner.registry.clone(), self.inner.workers.clone());
-        Ok(Function::new(name.to_string(), spec, selector, arn, store, registry, workers))
+        let logs = Arc::new(logs::LogBook::default());
+        let runtime = match spec.kind {
+            FunctionKind::Model => Runtime::Model(model::ModelRuntime::new(
+                name,
+                spec.model_group.clone().unwrap_or_default(),
+                selector,
+                spec.memory_mb,
+                self.inner.store.clone(),
+                self.inner.registry.clone(),
+                self.inner.workers.clone(),
+                logs.clone(),
+            )),
+            FunctionKind::Process => Runtime::Process(process::ProcessRuntime::new(
+                name,
+                &arn,
+                spec.clone(),
+                self.inner.host.clone(),
+                self.inner.store.clone(),
+                logs.clone(),
+            )),
+        };
+        Ok(Function::new(name.to_string(), spec, arn, runtime, logs))
     }
 
     /// Creates or replaces a function. Returns `false` when the stored declaration was already
     /// this one (the running function is kept, warm).
-    pub async fn put(&self, name: &str, spec: FunctionSpec, actor: &str) -> Result<bool, FunctionsError> {
-        let function = Arc::new(self.build(name, spec.clone())?);
+    pub async fn put(&self, name: &str, mut spec: FunctionSpec, actor: &str) -> Result<bool, FunctionsError> {
+        spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let _one_at_a_time = self.inner.put_lock.lock().await;
+        self.seal_secrets(name, &mut spec)?;
+        let function = Arc::new(self.build(name, spec.clone())?);
         if spec.default
             && let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name)
         {
@@ -150,6 +193,35 @@ impl Functions {
             });
         }
         Ok(changed)
+    }
+
+    /// Seals every plain secret value of `spec`. A value equal to the one stored keeps its
+    /// sealed form (so an unchanged declaration stays unchanged); a value that is already
+    /// sealed must open with this server's key.
+    fn seal_secrets(&self, name: &str, spec: &mut FunctionSpec) -> Result<(), FunctionsError> {
+        let current = self.get(name);
+        let stored = current.as_ref().map(|f| &f.spec.secrets);
+        let secrets = &self.inner.host.secrets;
+        for (key, value) in spec.secrets.iter_mut() {
+            if let Some(sealed) = value.strip_prefix(spec::SEALED_PREFIX) {
+                secrets.open(sealed, name).map_err(|_| FunctionsError::Invalid {
+                    name: name.to_string(),
+                    reason: format!(
+                        "secrets.{key}: the sealed value does not open with this server's master key; give the plain value"
+                    ),
+                })?;
+                continue;
+            }
+            let same = stored
+                .and_then(|s| s.get(key))
+                .and_then(|old| old.strip_prefix(spec::SEALED_PREFIX))
+                .filter(|old| secrets.open(old, name).is_ok_and(|plain| plain == *value));
+            *value = match same {
+                Some(old) => format!("{}{old}", spec::SEALED_PREFIX),
+                None => format!("{}{}", spec::SEALED_PREFIX, secrets.seal(value, name)),
+            };
+        }
+        Ok(())
     }
 
     /// Removes a function.
@@ -288,13 +360,33 @@ impl Functions {
 mod tests {
     use super::*;
 
-    async fn functions() -> (tempfile::TempDir, Functions) {
+    pub(crate) async fn functions() -> (tempfile::TempDir, Functions) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite(&dir.path().join("meta.db")).await.unwrap();
         let store = Store::local(db.clone(), &dir.path().join("objects")).unwrap();
         let registry = Registry::new(db.clone());
         let partition = Partition { region: "us-east-1".into(), account: "000000000000".into() };
-        (dir, Functions::open(db, store, registry, partition).await.unwrap())
+        let host = test_host(&dir);
+        (dir, Functions::open(db, store, registry, partition, host).await.unwrap())
+    }
+
+    struct Plain;
+    impl process::Secrets for Plain {
+        fn seal(&self, plain: &str, owner: &str) -> String {
+            format!("{owner}:{plain}")
+        }
+        fn open(&self, sealed: &str, owner: &str) -> Result<String, String> {
+            sealed.strip_prefix(&format!("{owner}:")).map(str::to_string).ok_or_else(|| "not sealed for it".into())
+        }
+    }
+
+    fn test_host(dir: &tempfile::TempDir) -> ProcessHost {
+        ProcessHost {
+            sandbox: None,
+            secrets: Arc::new(Plain),
+            task_roots: bundle::TaskRoots::new(dir.path().join("code")),
+            region: "us-east-1".into(),
+        }
     }
 
     fn spec(default: bool) -> FunctionSpec {

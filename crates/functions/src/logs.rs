@@ -17,6 +17,8 @@ pub const MAX_LINES: usize = 10_000;
 pub struct LogLine {
     pub ms: i64,
     pub text: String,
+    /// The invocation that printed it, for lines of a process instance (which carry no id).
+    pub request: Option<std::sync::Arc<str>>,
 }
 
 /// A function's recent log lines.
@@ -28,22 +30,31 @@ pub struct LogBook {
 impl LogBook {
     /// Appends lines stamped `ms`.
     pub fn push(&self, ms: i64, texts: impl IntoIterator<Item = String>) {
+        self.push_for(ms, None, texts);
+    }
+
+    /// Appends lines stamped `ms` that the invocation `request` printed.
+    pub fn push_for(&self, ms: i64, request: Option<&std::sync::Arc<str>>, texts: impl IntoIterator<Item = String>) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         for text in texts {
             if lines.len() == MAX_LINES {
                 lines.pop_front();
             }
-            lines.push_back(LogLine { ms, text });
+            lines.push_back(LogLine { ms, text, request: request.cloned() });
         }
     }
 
-    /// Lines at or after `since_ms` containing `filter`, oldest first, at most `limit` (the newest).
+    /// Lines at or after `since_ms` containing `filter` (or printed by the invocation of that
+    /// id), oldest first, at most `limit` (the newest).
     pub fn query(&self, since_ms: i64, filter: Option<&str>, limit: usize) -> Vec<LogLine> {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<LogLine> = lines
             .iter()
             .rev()
-            .filter(|l| l.ms >= since_ms && filter.is_none_or(|f| l.text.contains(f)))
+            .filter(|l| {
+                l.ms >= since_ms
+                    && filter.is_none_or(|f| l.text.contains(f) || l.request.as_deref().is_some_and(|r| r == f))
+            })
             .take(limit)
             .cloned()
             .collect();

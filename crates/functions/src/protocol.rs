@@ -8,7 +8,7 @@ use bytes::Bytes;
 use nimbus_ml::protocols;
 use serde_json::json;
 
-use crate::function::Loaded;
+use crate::model::Loaded;
 
 /// Bodies up to this size are answered on the request's own task; larger batches go to the
 /// blocking pool so they do not hold up other requests.

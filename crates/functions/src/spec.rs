@@ -115,6 +115,21 @@ pub struct FunctionSpec {
     /// Process functions: instances kept running while idle (0 = scale to zero).
     #[serde(default)]
     pub min_instances: u32,
+    /// Asynchronous invocations: how many times a failed attempt is retried (0 to 2, as
+    /// Lambda's `MaximumRetryAttempts`).
+    #[serde(default = "default_async_retries")]
+    pub async_retries: u32,
+    /// Asynchronous invocations: the delay before the first retry, seconds; the second waits
+    /// twice as long (Lambda: about a minute, then two).
+    #[serde(default = "default_async_retry_delay")]
+    pub async_retry_delay_s: f64,
+}
+
+fn default_async_retries() -> u32 {
+    2
+}
+fn default_async_retry_delay() -> f64 {
+    60.0
 }
 
 /// Environment names nimbus sets for every process instance; a declaration may not set them.
@@ -159,7 +174,9 @@ impl FunctionSpec {
                     ("min_instances", self.min_instances > 0),
                 ] {
                     if set {
-                        return Err(format!("{field}: only process functions take it; remove it or set kind = \"process\""));
+                        return Err(format!(
+                            "{field}: only process functions take it; remove it or set kind = \"process\""
+                        ));
                     }
                 }
             }
@@ -174,6 +191,15 @@ impl FunctionSpec {
         if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             return Err(format!("max_concurrency: must be from 1 to {MAX_CONCURRENCY}, got {}", self.max_concurrency));
         }
+        if self.async_retries > 2 {
+            return Err(format!("async_retries: must be 0, 1 or 2 (as Lambda allows), got {}", self.async_retries));
+        }
+        if !(0.0..=3600.0).contains(&self.async_retry_delay_s) {
+            return Err(format!(
+                "async_retry_delay_s: must be from 0 to 3600 seconds, got {}",
+                self.async_retry_delay_s
+            ));
+        }
         if self.idle_s > MAX_IDLE_S {
             return Err(format!(
                 "idle_s: must be at most {MAX_IDLE_S} (30 days; 0 keeps the model loaded), got {}",
@@ -187,7 +213,9 @@ impl FunctionSpec {
 impl FunctionSpec {
     fn validate_process(&self) -> Result<(), String> {
         if self.model_group.is_some() {
-            return Err("model_group: only model functions serve a model group; remove it or set kind = \"model\"".into());
+            return Err(
+                "model_group: only model functions serve a model group; remove it or set kind = \"model\"".into()
+            );
         }
         match self.command.first() {
             None => {
@@ -209,7 +237,9 @@ impl FunctionSpec {
         if let Some(r) = &self.requirements
             && (r.is_empty() || r.starts_with('/') || r.split('/').any(|s| s == ".."))
         {
-            return Err(format!("requirements: {r:?} must be a relative path inside the code bundle, e.g. \"requirements.txt\""));
+            return Err(format!(
+                "requirements: {r:?} must be a relative path inside the code bundle, e.g. \"requirements.txt\""
+            ));
         }
         if self.requirements.is_some() && self.code.is_none() {
             return Err("requirements: the file is read from the code bundle; set code too".into());
@@ -220,10 +250,14 @@ impl FunctionSpec {
                     && !k.starts_with(|c: char| c.is_ascii_digit())
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    return Err(format!("{field}.{k}: a variable name is letters, digits and _ and does not start with a digit"));
+                    return Err(format!(
+                        "{field}.{k}: a variable name is letters, digits and _ and does not start with a digit"
+                    ));
                 }
                 if RESERVED_ENV.contains(&k.as_str()) {
-                    return Err(format!("{field}.{k}: nimbus sets this variable for every instance; choose another name"));
+                    return Err(format!(
+                        "{field}.{k}: nimbus sets this variable for every instance; choose another name"
+                    ));
                 }
                 if v.contains('\0') {
                     return Err(format!("{field}.{k}: the value contains a NUL byte"));

@@ -96,5 +96,6 @@ async fn infer(f: &Function, call: &Call, version: Option<i64>, body: &[u8]) -> 
         }
         Err(InvokeError::Timeout(t)) => error(504, format!("inference timed out after {t} s")),
         Err(InvokeError::Unavailable(m)) => unavailable(call, &f.name, &m),
+        Err(e @ InvokeError::Function { .. }) => unavailable(call, &f.name, &e.to_string()),
     }
 }

@@ -37,7 +37,8 @@ pub struct Refused {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
-    pub headers: Vec<(&'static str, String)>,
+    /// Further headers; a `content-type` among them replaces `content_type`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Why the gateway refused, for the access log only (never sent).
     pub reason: Option<String>,
 }
@@ -67,7 +68,9 @@ impl Refused {
 
     /// Adds a header.
     pub fn with_header(mut self, name: &'static str, value: String) -> Refused {
-        self.headers.push((name, value));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
         self
     }
 }
@@ -85,6 +88,49 @@ pub async fn read_body(body: Body) -> Result<Bytes, Refused> {
         Ok(b) => Ok(b),
         Err(e) if nimbus_core::timeouts::is_body_timeout(&e) => Err(Refused::message(408, "Request Timeout")),
         Err(_) => Err(Refused::message(413, "Request Entity Too Large")),
+    }
+}
+
+/// Everything an API Gateway event is made from.
+struct EventHop<'a> {
+    api: &'a CompiledApi,
+    stage: usize,
+    route: &'a Route,
+    parts: &'a Parts,
+    params: &'a [(String, String)],
+    identity: &'a Identity,
+    peer: Option<SocketAddr>,
+}
+
+impl EventHop<'_> {
+    /// The route's event, in its payload format.
+    fn event(&self, iam: &nimbus_iam::Iam, request_id: &str, body: &[u8]) -> Vec<u8> {
+        use crate::events::{Authorizer, EventRequest};
+        let authorizer = Authorizer::of(self.identity);
+        let source_ip = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let domain = self.parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let protocol = format!("{:?}", self.parts.version);
+        let request = EventRequest {
+            api_id: &self.api.name,
+            account_id: &iam.partition().account,
+            stage: &self.api.stages[self.stage],
+            route_key: &self.route.key,
+            resource: &self.route.template,
+            method: self.parts.method.as_str(),
+            raw_path: self.parts.uri.path(),
+            raw_query: self.parts.uri.query().unwrap_or(""),
+            headers: &self.parts.headers,
+            path_parameters: self.params,
+            stage_variables: &self.api.stage_variables[self.stage],
+            body,
+            source_ip: &source_ip,
+            protocol: &protocol,
+            domain_name: domain,
+            request_id,
+            time_epoch_ms: clock::now_ms(),
+            authorizer,
+        };
+        crate::events::event(self.route.payload_format, &request)
     }
 }
 
@@ -125,7 +171,8 @@ impl Gateway {
         };
         let route = &api.routes[matched.route];
         let call = Call { request_id: request_id.clone(), deadline: Some(started + MAX_INTEGRATION_TIMEOUT) };
-        let (answer, decision) = self.serve_route(&api, stage, route, &parts, route_path, body, peer, &call).await;
+        let (answer, decision) =
+            self.serve_route(&api, stage, route, &matched.params, &parts, route_path, body, peer, &call).await;
 
         // 6. Account.
         api.count(matched.route, stage, answer.status);
@@ -152,6 +199,7 @@ impl Gateway {
         api: &CompiledApi,
         stage: usize,
         route: &Route,
+        params: &[(String, String)],
         parts: &Parts,
         route_path: &str,
         body: Body,
@@ -252,12 +300,61 @@ impl Gateway {
                 Err(refused) => return (refused, allowed),
             },
         };
-        let answer = self.integrate(route, parts, route_path, call, &body).await;
+        let answer = if self.inner.functions.get(&route.function).is_some_and(|f| f.takes_events()) {
+            let hop = EventHop { api, stage, route, parts, params, identity: &identity, peer };
+            self.integrate_event(&hop, call, &body).await
+        } else {
+            self.integrate(route, parts, route_path, call, &body).await
+        };
         (answer, allowed)
     }
 
     /// Calls a route's function and maps its failures to API Gateway's answers. The function
     /// stops at the call's deadline itself (writing its REPORT); the outer limit is a backstop.
+    /// Calls a process function with the route's API Gateway event and turns its response
+    /// into the HTTP answer by the route's payload format (a malformed one is 502).
+    async fn integrate_event(&self, hop: &EventHop<'_>, call: &Call, body: &[u8]) -> Refused {
+        let function = hop.route.function.as_str();
+        let Some(f) = self.inner.functions.get(function) else {
+            tracing::error!(function, "route integration names a function that does not exist");
+            return Refused::message(500, "Internal Server Error");
+        };
+        let event = hop.event(&self.inner.iam, &call.request_id, body);
+        let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
+        let format = hop.route.payload_format;
+        match tokio::time::timeout(backstop, f.invoke_event(call, event.into())).await {
+            Ok(Ok(payload)) => match crate::events::response(format, &payload) {
+                Ok(answer) => {
+                    let mut refused = Refused {
+                        status: answer.status,
+                        content_type: "application/json",
+                        body: answer.body,
+                        headers: Vec::with_capacity(answer.headers.len()),
+                        reason: None,
+                    };
+                    for (name, value) in answer.headers {
+                        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                            refused.headers.push((n, v));
+                        }
+                    }
+                    refused
+                }
+                Err(malformed) => {
+                    tracing::warn!(function, "the function's response is not a valid {format} response: {malformed}");
+                    Refused::message(502, "Internal Server Error")
+                }
+            },
+            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => {
+                Refused::message(429, "Too Many Requests")
+            }
+            Ok(Err(InvokeError::Timeout(_))) | Err(_) => Refused::message(504, "Endpoint request timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(function, "integration failed: {e}");
+                Refused::message(502, "Internal Server Error")
+            }
+        }
+    }
+
     async fn integrate(&self, route: &Route, parts: &Parts, route_path: &str, call: &Call, body: &[u8]) -> Refused {
         let function = route.function.as_str();
         let Some(f) = self.inner.functions.get(function) else {
@@ -283,8 +380,8 @@ impl Gateway {
                 Refused::message(429, "Too Many Requests")
             }
             Ok(Err(InvokeError::Timeout(_))) | Err(_) => Refused::message(504, "Endpoint request timed out"),
-            Ok(Err(InvokeError::Unavailable(reason))) => {
-                tracing::warn!(function, "integration failed: {reason}");
+            Ok(Err(e)) => {
+                tracing::warn!(function, "integration failed: {e}");
                 Refused::message(502, "Internal Server Error")
             }
         }
@@ -348,8 +445,10 @@ fn finish(request_id: &str, answer: Refused, api: Option<&CompiledApi>, parts: &
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
     for (name, value) in answer.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.append(HeaderName::from_static(name), v);
+        if name == header::CONTENT_TYPE {
+            h.insert(name, value);
+        } else {
+            h.append(name, value);
         }
     }
     if let Some(cors) = api.and_then(|a| a.cors.as_ref()) {

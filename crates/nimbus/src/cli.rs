@@ -133,6 +133,17 @@ pub enum FunctionsCommand {
         /// Also print the invocation's log lines
         #[arg(long)]
         log: bool,
+        /// Queue the event and return at once (X-Amz-Invocation-Type: Event); failed attempts
+        /// are retried, and what still fails is listed by `nimbus functions failures`
+        #[arg(long = "async", conflicts_with = "log")]
+        asynchronous: bool,
+    },
+    /// Asynchronous events that failed every attempt, with their last error
+    Failures {
+        name: String,
+        /// At most this many (newest)
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }
 

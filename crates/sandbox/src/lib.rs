@@ -116,6 +116,39 @@ pub struct Command {
     pub cwd: PathBuf,
     pub timeout: Duration,
     pub log: LogLimits,
+    /// Every output line as it arrives (`true`: stderr), besides the bounded log.
+    pub lines: Option<tokio::sync::mpsc::UnboundedSender<(bool, Vec<u8>)>>,
+    /// The memory limit of the command's processes.
+    pub memory: Option<Arc<MemoryLimit>>,
+    /// Directories the command may read but not change.
+    pub read_only: Vec<PathBuf>,
+}
+
+/// A memory limit (interim: not enforced yet).
+#[derive(Debug, Default)]
+pub struct MemoryLimit;
+
+impl MemoryLimit {
+    /// Peak memory so far.
+    pub fn peak_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether the kernel killed something in it for memory.
+    pub fn exceeded(&self) -> bool {
+        false
+    }
+}
+
+impl Ending {
+    /// Lambda's words for the ending.
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Exited { code: Some(c), .. } => format!("exit status {c}"),
+            Ending::Exited { code: None, .. } => "signal: killed".into(),
+            Ending::TimedOut(_) | Ending::Cancelled => "signal: killed".into(),
+        }
+    }
 }
 
 /// A work directory outside the data directory, removed when dropped.
@@ -332,7 +365,12 @@ impl Sandbox {
                     break Ending::Exited { code: status.code(), success: status.success() };
                 }
                 line = lines_rx.recv(), if lines_open => match line {
-                    Some((is_err, bytes)) => log.push(is_err, &bytes),
+                    Some((is_err, bytes)) => {
+                        if let Some(tee) = &cmd.lines {
+                            let _ = tee.send((is_err, bytes.clone()));
+                        }
+                        log.push(is_err, &bytes)
+                    }
                     None => lines_open = false,
                 },
                 _ = tokio::time::sleep_until(deadline) => break Ending::TimedOut(cmd.timeout),
@@ -387,6 +425,11 @@ impl Sandbox {
         let stdin =
             self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&group).and_then(|run| run.stdin.take());
         drop(stdin);
+    }
+
+    /// A memory limit for one command (interim: not enforced yet).
+    pub fn memory_limit(&self, _label: &str, _limit_bytes: u64) -> Result<Arc<MemoryLimit>, SandboxError> {
+        Ok(Arc::new(MemoryLimit))
     }
 
     /// Process groups running now.

@@ -20,6 +20,7 @@ fn sh(script: &str, timeout: Duration, cwd: &Path) -> Command {
         cwd: cwd.to_path_buf(),
         timeout,
         log: LogLimits::default(),
+        ..Command::default()
     }
 }
 

@@ -17,7 +17,8 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use nimbus_functions::{Call, Function, InvokeError, lambda};
+use nimbus_functions::queue::QueueError;
+use nimbus_functions::{Call, Function, InvokeError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -111,13 +112,35 @@ pub async fn invoke(
     }
     let header = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
     match header("x-amz-invocation-type") {
-        "" | "RequestResponse" => request_response(function, &payload, header("x-amz-log-type") == "Tail").await,
+        "" | "RequestResponse" => request_response(function, payload, header("x-amz-log-type") == "Tail").await,
         "Event" => {
-            tokio::spawn(async move {
-                let (ct, body) = lambda::request_of_event(&payload);
-                let _ = function.invoke(&Call::new(), ct.as_deref(), &body).await;
-            });
-            executed(StatusCode::ACCEPTED, Body::empty())
+            let qualifier = q.qualifier.as_deref().unwrap_or("$LATEST");
+            match state.functions.enqueue(&function.name, qualifier, &payload).await {
+                Ok(id) => {
+                    let mut res = executed(StatusCode::ACCEPTED, Body::empty());
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        res.headers_mut().insert("x-amzn-requestid", v);
+                    }
+                    res
+                }
+                Err(e @ QueueError::Full(_)) => {
+                    lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", e.to_string())
+                }
+                Err(e @ QueueError::TooLarge(_)) => {
+                    lambda_error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", e.to_string())
+                }
+                Err(e @ QueueError::Invalid(_)) => {
+                    lambda_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException", e.to_string())
+                }
+                Err(QueueError::Meta(e)) => {
+                    tracing::error!("cannot queue an asynchronous event: {e}");
+                    lambda_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "ServiceException",
+                        "the event was not queued; retry".into(),
+                    )
+                }
+            }
         }
         "DryRun" => executed(StatusCode::NO_CONTENT, Body::empty()),
         other => lambda_error(
@@ -147,26 +170,17 @@ fn executed(status: StatusCode, body: Body) -> Response {
     res
 }
 
-async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, tail: bool) -> Response {
-    let (ct, body) = lambda::request_of_event(payload);
+async fn request_response(function: std::sync::Arc<Function>, payload: Bytes, tail: bool) -> Response {
     let call = Call::new();
-    let (mut res, log) = match function.invoke(&call, ct.as_deref(), &body).await {
-        Ok(inv) => {
-            let log = if tail { function.logs.query(0, Some(&call.request_id), 16) } else { Vec::new() };
-            (
-                executed(StatusCode::OK, Body::from(lambda::proxy_response(&inv.answer))),
-                log.into_iter().map(|l| l.text).collect(),
-            )
-        }
+    let (mut res, log) = match function.invoke_event(&call, payload).await {
+        Ok(answer) => (executed(StatusCode::OK, Body::from(answer)), tail_lines(&function, &call, tail)),
         Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => {
             return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
         }
         Err(e) => {
-            let body = json!({ "errorMessage": e.to_string(), "errorType": e.error_type() }).to_string();
-            let mut res = executed(StatusCode::OK, Body::from(body));
+            let mut res = executed(StatusCode::OK, Body::from(e.payload()));
             res.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
-            let log: Vec<String> = function.logs.query(0, None, 4).into_iter().map(|l| l.text).collect();
-            (res, log)
+            (res, tail_lines(&function, &call, tail))
         }
     };
     res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
@@ -183,6 +197,15 @@ async fn request_response(function: std::sync::Arc<Function>, payload: &Bytes, t
         }
     }
     res
+}
+
+/// The invocation's log lines, for `X-Amz-Log-Type: Tail`: its START … REPORT and what its
+/// instance printed meanwhile.
+fn tail_lines(function: &Function, call: &Call, tail: bool) -> Vec<String> {
+    if !tail {
+        return Vec::new();
+    }
+    function.logs.query(0, Some(&call.request_id), 256).into_iter().map(|l| l.text).collect()
 }
 
 /// `GET /metrics`: Prometheus text of functions and the gateway.

@@ -23,6 +23,7 @@ pub use state::{AppState, Parts};
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use nimbus_core::arn::Partition;
@@ -126,12 +127,19 @@ impl Server {
             cfg.allow_unconfined_processes,
             cfg.process_sandbox,
         );
-        tracing::info!("process steps: {}", sandbox.describe());
+        tracing::info!("process steps and functions: {}", sandbox.describe());
+        let instance = datadir::instance_id(dir).map_err(io)?;
+        let process_host = nimbus_functions::ProcessHost {
+            sandbox: Some(sandbox.clone()),
+            secrets: Arc::new(SealedSecrets(key.clone())),
+            task_roots: nimbus_functions::bundle::TaskRoots::new(code_root(dir)),
+            region: cfg.region.clone(),
+        };
         let pipelines = nimbus_pipeline::Pipelines::new(
             db.clone(),
             store.clone(),
             registry.clone(),
-            nimbus_pipeline::Runner { instance: datadir::instance_id(dir).map_err(io)?, sandbox },
+            nimbus_pipeline::Runner { instance: instance.clone(), sandbox },
         );
         let recovered = pipelines.recover().await?;
         if recovered.failed > 0 {
@@ -162,8 +170,15 @@ impl Server {
                 )
             })
             .await?;
-        let functions =
-            nimbus_functions::Functions::open(db.clone(), store.clone(), registry.clone(), partition.clone()).await?;
+        let functions = nimbus_functions::Functions::open(
+            db.clone(),
+            store.clone(),
+            registry.clone(),
+            partition.clone(),
+            process_host,
+        )
+        .await?;
+        functions.start_queue(instance).await?;
         let issuer = cfg.public_url.clone().unwrap_or_else(|| endpoint.clone()).trim_end_matches('/').to_string();
         let oauth = nimbus_oauth::Oauth::open(db.clone(), key.clone(), issuer.clone()).await?;
         // The first signing key is made in the background (RSA key generation takes a moment),
@@ -240,6 +255,31 @@ async fn gateway(
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
+/// Function secrets sealed with the master key, bound to their function.
+struct SealedSecrets(MasterKey);
+
+impl nimbus_functions::process::Secrets for SealedSecrets {
+    fn seal(&self, plain: &str, owner: &str) -> String {
+        self.0.seal(plain, &format!("function:{owner}"))
+    }
+
+    fn open(&self, sealed: &str, owner: &str) -> Result<String, String> {
+        self.0.open(sealed, &format!("function:{owner}")).map_err(|e| e.to_string())
+    }
+}
+
+/// Where function bundles are unpacked: outside the data directory, which the sandbox closes
+/// to commands (beside it when the temporary directory is inside it).
+fn code_root(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let root = std::env::temp_dir().join("nimbus-code");
+    if root.starts_with(&data_dir) {
+        data_dir.parent().unwrap_or(std::path::Path::new("/")).join(".nimbus-code")
+    } else {
+        root
+    }
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -8,6 +8,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::apply_access::{Created, apply_access, apply_iam};
+use nimbus_functions::FunctionKind;
+
 use crate::CliError;
 use crate::cli::Global;
 use crate::client::{Client, encode_segment};
@@ -145,8 +147,13 @@ async fn apply_all(
     for (name, spec) in &project.functions {
         let what =
             put_spec(client, "functions", name, serde_json::to_value(spec).expect("specs serialise"), dry_run).await?;
-        let group = spec.model_group.as_deref().unwrap_or_default();
-        say(format!("function {name}: {what} (serves model group {group}, {})", spec.selector));
+        let serves = match spec.kind {
+            FunctionKind::Model => {
+                format!("serves model group {}, {}", spec.model_group.as_deref().unwrap_or_default(), spec.selector)
+            }
+            FunctionKind::Process => format!("runs {}", spec.command.join(" ")),
+        };
+        say(format!("function {name}: {what} ({serves})"));
     }
     for (name, spec) in &project.apis {
         let what =

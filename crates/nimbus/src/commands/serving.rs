@@ -61,7 +61,7 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
             .collect();
             output::print(g.output, &v, &["FIELD", "VALUE"], rows);
         }
-        FunctionsCommand::Invoke { name, payload, qualifier, log } => {
+        FunctionsCommand::Invoke { name, payload, qualifier, log, asynchronous } => {
             let body = match payload.strip_prefix('@') {
                 Some(file) => std::fs::read(file).map_err(|e| CliError::Input(format!("--payload @{file}: {e}")))?,
                 None => payload.into_bytes(),
@@ -74,6 +74,9 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
             if log {
                 headers.push(("x-amz-log-type", "Tail"));
             }
+            if asynchronous {
+                headers.push(("x-amz-invocation-type", "Event"));
+            }
             let (status, answer) = client.signed("lambda", "POST", &path, &query, &headers, body).await?;
             let text = String::from_utf8_lossy(&answer.body).into_owned();
             if !status.is_success() {
@@ -85,6 +88,11 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
                     CliError::Failure(message)
                 });
             }
+            if asynchronous {
+                let id = answer.headers.get("x-amzn-requestid").and_then(|v| v.to_str().ok()).unwrap_or("");
+                outln!("queued event {id} for {name}");
+                return Ok(());
+            }
             outln!("{text}");
             if let Some(tail) = answer.headers.get("x-amz-log-result").and_then(|v| v.to_str().ok()) {
                 let lines = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
@@ -92,6 +100,24 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
             }
             if answer.headers.contains_key("x-amz-function-error") {
                 return Err(CliError::Failure(format!("function {name} failed; see `nimbus logs {name}`")));
+            }
+        }
+        FunctionsCommand::Failures { name, limit } => {
+            let path = format!("/functions/{}/failures", encode_segment(&name));
+            let limit = limit.to_string();
+            let v = client.json("GET", &path, &[("limit", limit.as_str())], None).await?;
+            let rows = v["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    let error = format!("{}: {}", cell(&f["error"]["errorType"]), cell(&f["error"]["errorMessage"]));
+                    vec![cell(&f["id"]), cell(&f["failed"]), cell(&f["attempts"]), error]
+                })
+                .collect();
+            output::print(g.output, &v, &["EVENT", "FAILED", "ATTEMPTS", "LAST ERROR"], rows);
+            if g.output == Output::Table {
+                eprintln!("{} event(s) of {name} waiting", cell(&v["queued"]));
             }
         }
     }

@@ -136,6 +136,9 @@ pub const ROUTES: &[Route] = &[
     r("PUT", "/functions/{function}", Json, "nimbus:PutFunction", FUNCTION, || put(serving::put_function)),
     r("DELETE", "/functions/{function}", Json, "nimbus:DeleteFunction", FUNCTION, || delete(serving::delete_function)),
     r("GET", "/functions/{function}/logs", Json, "nimbus:GetFunctionLogs", FUNCTION, || get(serving::function_logs)),
+    r("GET", "/functions/{function}/failures", Json, "nimbus:ListFunctionEventFailures", FUNCTION, || {
+        get(serving::function_failures)
+    }),
     r("GET", "/apis", Json, "nimbus:ListApis", APIS, || get(serving::list_apis)),
     r("GET", "/apis/{api}", Json, "nimbus:GetApi", API, || get(serving::describe_api)),
     r("PUT", "/apis/{api}", Json, "nimbus:PutApi", API, || put(serving::put_api)),

@@ -22,8 +22,13 @@ pub struct FunctionView {
     pub name: String,
     pub arn: String,
     pub spec: FunctionSpec,
-    /// `warm` (a model is loaded) or `cold` (scaled to zero).
+    /// `warm` (a model is loaded, or a process instance runs) or `cold` (scaled to zero).
     pub state: &'static str,
+    /// Process functions: instances running now, and how many of them are idle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_instances: Option<usize>,
     pub loaded_version: Option<i64>,
     pub loaded_at: Option<String>,
     pub init_ms: Option<f64>,
@@ -36,7 +41,9 @@ fn function_view(f: &Function) -> FunctionView {
         name: f.name.clone(),
         arn: f.arn.clone(),
         spec: f.spec.clone(),
-        state: if loaded.is_some() { "warm" } else { "cold" },
+        state: if f.is_warm() { "warm" } else { "cold" },
+        instances: f.process().map(|p| p.instances()),
+        idle_instances: f.process().map(|p| p.idle_instances()),
         loaded_version: loaded.as_ref().map(|l| l.version),
         loaded_at: loaded.as_ref().map(|l| rfc3339(l.loaded_ms)),
         init_ms: loaded.as_ref().map(|l| l.init_ms),
@@ -133,6 +140,20 @@ pub async fn function_logs(
 ) -> Result<Json<Value>, ApiError> {
     let f = function(&s, &name)?;
     Ok(lines_view(f.logs.query(since_ms(&q)?, q.filter.as_deref(), limit(&q)?)))
+}
+
+/// `GET /functions/{function}/failures?limit=`: asynchronous events that used up their
+/// attempts, newest first, with the waiting count.
+pub async fn function_failures(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    function(&s, &name)?;
+    let limit = limit(&q)?.min(1000) as i64;
+    let failures = s.functions.failures(&name, limit).await?;
+    let queued = s.functions.queued(&name).await?;
+    Ok(Json(json!({ "function": name, "queued": queued, "failures": failures })))
 }
 
 /// An API as the API shows it.
