@@ -185,6 +185,7 @@ pub(crate) async fn process_step(ctx: &Context<'_>, inputs: &BTreeMap<String, Va
         cwd: root.to_path_buf(),
         timeout: Duration::from_secs_f64(timeout),
         log: LogLimits::default(),
+        ..Command::default()
     };
     let (db, id, step) = (&ctx.p.db, &exec.id, ctx.step);
     // Progress goes to the database from a task of its own, so a slow write never holds up
