@@ -1,5 +1,5 @@
-//! The confining helper: `nimbus sandbox-exec [--deny DIR]… [--uid N --gid N] [--work-dir DIR]
-//! -- PROGRAM ARGS…`.
+//! The confining helper: `nimbus sandbox-exec [--deny DIR]… [--read-only DIR]… [--uid N --gid N]
+//! [--cgroup DIR | --rlimit-as BYTES] [--work-dir DIR] -- PROGRAM ARGS…`.
 //!
 //! The server starts the helper instead of the command. The helper runs in two parts:
 //!
@@ -9,12 +9,16 @@
 //!   cannot slip away. It starts the confined part and waits. When the command ends, or the
 //!   server closes the supervisor's stdin (a timeout, a stop, the server shutting down or
 //!   dying, even by `kill -9`), it kills every process below it, reaps them, and exits with the
-//!   command's status. After a stop it also removes the work directory (`--work-dir`), which a
-//!   dead server could not. Its stdin must therefore be a pipe the server holds open for as
+//!   command's status: the code it exited with, or death by the signal that ended it (see
+//!   `die_by`), so the server reads the command's own ending from the supervisor's. After a
+//!   stop it also removes the work directory (`--work-dir`), which a dead server could not. Its stdin must therefore be a pipe the server holds open for as
 //!   long as the command may run (an empty stdin stops the command at once).
 //! - The **confined part** (`sandbox-exec --inner …`) asks the kernel to kill it when the
 //!   supervisor dies, restricts itself, and `exec`s the command, which keeps every
-//!   restriction:
+//!   restriction, applied in this order:
+//!   - `--cgroup DIR`: join the memory cgroup `DIR` (write `0` to its `cgroup.procs`), so that
+//!     the command and all it starts are counted and limited there, and the supervisor is not.
+//!   - `--rlimit-as BYTES`: limit the address space of the command's processes instead.
 //!   - `--deny DIR`: Landlock. Landlock rules only ever grant access, so "everything but DIR"
 //!     is written as a grant of full access to every entry of every directory on the way from
 //!     `/` to DIR, except the next step towards DIR. The directories on the way themselves get
@@ -22,6 +26,11 @@
 //!     and `TMPDIR` are elsewhere). Symbolic links are not followed into grants. Where the
 //!     kernel has Landlock ABI 6, the command also may not signal processes outside its
 //!     sandbox (the server, the supervisor) nor reach abstract UNIX sockets outside it.
+//!   - `--read-only DIR` (with Landlock): DIR is carved out of the full grants like a denied
+//!     directory, then granted read, list and execute beneath it, and nothing else: the command
+//!     can run the code there but not write, create, rename or remove anything in it. Like a
+//!     denied directory, the directories on the way to DIR get no grant of their own (so no
+//!     new entries directly in them), which is why it should not lie above the work directory.
 //!   - `--uid N --gid N`: switch to that user (and drop supplementary groups) before the exec.
 //!
 //! The helper refuses to run the command when a restriction it was asked for cannot be
@@ -63,8 +72,14 @@ pub fn landlock_available() -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Confinement {
     pub deny: Vec<PathBuf>,
+    /// Directories the command may read and execute beneath, but not change (Landlock).
+    pub read_only: Vec<PathBuf>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The memory cgroup the command's processes join.
+    pub cgroup: Option<PathBuf>,
+    /// The address-space limit of each of the command's processes, bytes.
+    pub rlimit_as: Option<u64>,
     /// The command's work directory, removed by the supervisor when the command was stopped.
     pub work_dir: Option<PathBuf>,
     /// The confined part (started by the supervisor), rather than the supervisor.
@@ -80,6 +95,13 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Confinemen
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match a.to_str() {
             Some("--deny") => c.deny.push(PathBuf::from(value("--deny")?)),
+            Some("--read-only") => c.read_only.push(PathBuf::from(value("--read-only")?)),
+            Some("--cgroup") => c.cgroup = Some(PathBuf::from(value("--cgroup")?)),
+            Some("--rlimit-as") => {
+                c.rlimit_as = Some(
+                    value("--rlimit-as")?.to_string_lossy().parse().map_err(|_| "--rlimit-as: a number of bytes")?,
+                )
+            }
             Some("--uid") => c.uid = Some(value("--uid")?.to_string_lossy().parse().map_err(|_| "--uid: a number")?),
             Some("--gid") => c.gid = Some(value("--gid")?.to_string_lossy().parse().map_err(|_| "--gid: a number")?),
             Some("--work-dir") => c.work_dir = Some(PathBuf::from(value("--work-dir")?)),
@@ -108,6 +130,15 @@ fn inner_args(c: &Confinement) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![SUBCOMMAND.into(), "--inner".into()];
     for d in &c.deny {
         args.extend(["--deny".into(), d.clone().into_os_string()]);
+    }
+    for d in &c.read_only {
+        args.extend(["--read-only".into(), d.clone().into_os_string()]);
+    }
+    if let Some(dir) = &c.cgroup {
+        args.extend(["--cgroup".into(), dir.clone().into_os_string()]);
+    }
+    if let Some(bytes) = c.rlimit_as {
+        args.extend(["--rlimit-as".into(), bytes.to_string().into()]);
     }
     if let Some(uid) = c.uid {
         args.extend(["--uid".into(), uid.to_string().into()]);
@@ -165,16 +196,10 @@ fn supervise(c: &Confinement) -> String {
     }
     end_everything_below();
     match status {
-        Some(s) => {
-            if let Some(code) = s.exit_status() {
-                std::process::exit(code);
-            }
-            // Die the way the command died, so the server sees the same signal.
-            if let Some(signal) = s.terminating_signal().and_then(Signal::from_named_raw) {
-                let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
-            }
-            std::process::exit(128 + s.terminating_signal().unwrap_or(9));
-        }
+        Some(s) => match s.exit_status() {
+            Some(code) => std::process::exit(code),
+            None => die_by(s.terminating_signal().unwrap_or(9)),
+        },
         None => {
             // Stopped: the server will not collect anything from the work directory, and when
             // it died nothing else would remove it.
@@ -185,6 +210,36 @@ fn supervise(c: &Confinement) -> String {
             std::process::exit(137);
         }
     }
+}
+
+/// Ends the supervisor by the signal `raw` that ended the command, so the server sees the
+/// command's ending as its own (an exit code could not be told apart from the command's).
+///
+/// - No core file is written for the supervisor (its dump would be mistaken for the command's).
+/// - Rust's runtime handles SIGSEGV and SIGBUS (to report stack overflows): its handler puts the
+///   default action back and returns, so the signal is sent a second time.
+/// - Rust's runtime ignores SIGPIPE, and an ignored signal cannot end a process. Executing a
+///   program resets SIGPIPE to its default (the standard library does that for every program it
+///   starts), so the supervisor becomes `kill` and sends SIGPIPE to itself (the same pid, so
+///   the server still waits for this process). Only for SIGPIPE: a signal ignored for another
+///   reason would stay ignored in `kill`, which would then exit 0.
+/// - Only when all of that fails does it exit with 128 + the signal, as a shell would.
+fn die_by(raw: i32) -> ! {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let me = rustix::process::getpid();
+    if let Some(signal) = Signal::from_named_raw(raw) {
+        for _ in 0..2 {
+            // A signal with its default action ends the process before `kill` returns.
+            let _ = rustix::process::kill_process(me, signal);
+        }
+    }
+    if Signal::from_named_raw(raw) == Some(Signal::PIPE) {
+        let pid = me.as_raw_nonzero().get().to_string();
+        for kill in ["/bin/kill", "/usr/bin/kill"] {
+            let _ = std::process::Command::new(kill).args(["-PIPE", pid.as_str()]).env_clear().exec();
+        }
+    }
+    std::process::exit(128 + raw)
 }
 
 /// Kills every process below this one and reaps them, until none is left (processes orphaned
@@ -214,7 +269,7 @@ fn end_everything_below() {
 }
 
 /// The processes below `root`, from `/proc/*/stat`.
-fn descendants(root: i32) -> Vec<i32> {
+pub(crate) fn descendants(root: i32) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
@@ -245,8 +300,24 @@ fn confine_and_exec(c: &Confinement) -> String {
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
         return "the supervisor is gone".into();
     }
-    if !c.deny.is_empty()
-        && let Err(e) = restrict(&c.deny)
+    // The memory limit first: the command's processes must be in its group before they can
+    // allocate, and joining needs a write this process may no longer make once confined.
+    if let Some(dir) = &c.cgroup
+        && let Err(e) = std::fs::write(dir.join("cgroup.procs"), "0")
+    {
+        return format!(
+            "cannot join the memory cgroup {}: {e}; refusing to run without the memory limit",
+            dir.display()
+        );
+    }
+    if let Some(bytes) = c.rlimit_as {
+        let limit = rustix::process::Rlimit { current: Some(bytes), maximum: Some(bytes) };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::As, limit) {
+            return format!("cannot limit the address space to {bytes} bytes: {e}");
+        }
+    }
+    if (!c.deny.is_empty() || !c.read_only.is_empty())
+        && let Err(e) = restrict(&c.deny, &c.read_only)
     {
         return e;
     }
@@ -263,10 +334,25 @@ fn confine_and_exec(c: &Confinement) -> String {
 }
 
 /// Applies Landlock rules granting everything but `deny` to this process and its future
-/// children.
-fn restrict(deny: &[PathBuf]) -> Result<(), String> {
+/// children, and only reading (and executing) beneath `read_only`.
+fn restrict(deny: &[PathBuf], read_only: &[PathBuf]) -> Result<(), String> {
     let deny: Vec<PathBuf> = deny.iter().map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())).collect();
-    let grants = granted_paths(&deny);
+    let mut read: Vec<PathBuf> = Vec::new();
+    for r in read_only {
+        let r = std::fs::canonicalize(r)
+            .map_err(|e| format!("cannot find the read-only directory {}: {e}", r.display()))?;
+        // A read grant above or beneath a denied directory would open it.
+        if let Some(d) = deny.iter().find(|d| r.starts_with(d) || d.starts_with(&r)) {
+            return Err(format!(
+                "the read-only directory {} overlaps the denied directory {}; refusing to run",
+                r.display(),
+                d.display()
+            ));
+        }
+        read.push(r);
+    }
+    let carved: Vec<PathBuf> = deny.iter().chain(&read).cloned().collect();
+    let grants = granted_paths(&carved);
     let access = AccessFs::from_all(ABI_WANTED);
     let fail = |e: landlock::RulesetError| format!("cannot set up the Landlock sandbox: {e}");
     let ruleset = Ruleset::default().handle_access(access).map_err(fail)?;
@@ -279,6 +365,8 @@ fn restrict(deny: &[PathBuf]) -> Result<(), String> {
         .map_err(fail)?
         .add_rules(path_beneath_rules(&grants, access))
         .map_err(fail)?
+        .add_rules(path_beneath_rules(&read, AccessFs::from_read(ABI_WANTED)))
+        .map_err(fail)?
         .restrict_self()
         .map_err(fail)?;
     if status.ruleset == RulesetStatus::NotEnforced {
@@ -288,7 +376,8 @@ fn restrict(deny: &[PathBuf]) -> Result<(), String> {
 }
 
 /// Every path to grant so that all but `deny` (and what lies beneath) is reachable: the
-/// entries of each directory on the way to a denied path, other than the way itself.
+/// entries of each directory on the way to a denied (or read-only) path, other than the way
+/// itself.
 pub fn granted_paths(deny: &[PathBuf]) -> Vec<PathBuf> {
     let denied: HashSet<&Path> = deny.iter().map(PathBuf::as_path).collect();
     let on_the_way: HashSet<&Path> = deny.iter().flat_map(|d| d.ancestors().skip(1)).collect();
@@ -336,11 +425,38 @@ mod tests {
 
     #[test]
     fn parses_what_the_sandbox_passes() {
-        let args = ["--deny", "/d", "--uid", "65534", "--gid", "65534", "--work-dir", "/w", "--", "sh", "-c", "x"]
-            .map(OsString::from);
-        let c = parse_args(args).unwrap();
+        let args = [
+            "--deny",
+            "/d",
+            "--read-only",
+            "/code",
+            "--uid",
+            "65534",
+            "--gid",
+            "65534",
+            "--cgroup",
+            "/cg",
+            "--work-dir",
+            "/w",
+            "--",
+            "sh",
+            "-c",
+            "x",
+        ]
+        .map(OsString::from);
+        let c = parse_args(args.clone()).unwrap();
         assert_eq!((&c.deny, c.uid, c.gid, c.argv.len()), (&vec![PathBuf::from("/d")], Some(65534), Some(65534), 3));
         assert_eq!((c.work_dir.as_deref(), c.inner), (Some(Path::new("/w")), false));
+        assert_eq!(
+            (c.read_only.as_slice(), c.cgroup.as_deref()),
+            ([PathBuf::from("/code")].as_slice(), Some(Path::new("/cg")))
+        );
+        let c = parse_args(["--rlimit-as", "1048576", "--", "true"].map(OsString::from)).unwrap();
+        assert_eq!(c.rlimit_as, Some(1 << 20));
+        let inner = parse_args(inner_args(&c).into_iter().skip(1)).unwrap();
+        assert_eq!(inner, Confinement { inner: true, ..c });
+        assert!(parse_args(["--rlimit-as", "lots", "--", "true"].map(OsString::from)).is_err());
+        let c = parse_args(args).unwrap();
         // The supervisor starts the confined part with the same confinement (and no work dir).
         let inner = parse_args(inner_args(&c).into_iter().skip(1)).unwrap();
         assert_eq!(inner, Confinement { work_dir: None, inner: true, ..c });

@@ -14,7 +14,11 @@
 //!   [`Sandbox::kill_all`] (server shutdown) and when the server dies. Confined commands run
 //!   under a supervising helper ([`confine`]) that is the subreaper of all their processes and
 //!   kills them when the command ends or the server closes its stdin; unconfined ones have
-//!   their process group killed. Output is collected line by line into a bounded [`log::Log`].
+//!   their process group killed. Output is collected line by line into a bounded [`log::Log`],
+//!   and streamed line by line to whoever asked ([`Command::lines`]). The ending says how the
+//!   command ended, in Lambda's words too ([`Ending::describe`]).
+//! - [`memory`] limits the memory of a command (a cgroup of its own, or `RLIMIT_AS`) and reads
+//!   its peak; [`Command::read_only`] gives a command directories it may read but not change.
 //! - [`names`] validates the names a user gives inputs, outputs and parameters.
 //!
 //! Confinement is applied by the nimbus binary itself, re-executed as
@@ -25,9 +29,11 @@
 
 pub mod confine;
 pub mod log;
+pub mod memory;
 pub mod names;
 
 use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -37,6 +43,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::watch;
 
 pub use log::{Log, LogLimits};
+pub use memory::{MemoryControl, MemoryLimit};
 
 /// The unprivileged uid and gid of the separate-user protection (`nobody`/`nogroup`).
 pub const UNPRIVILEGED_ID: u32 = 65534;
@@ -85,17 +92,94 @@ pub enum SandboxError {
     /// The command line is empty.
     #[error("the command is empty; give at least the program to run")]
     EmptyCommand,
+    /// The memory cgroup of a limit could not be made.
+    #[error("cannot make a memory cgroup under {dir}: {source}")]
+    MemoryLimit {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A memory limit was asked for a run without the confining helper, which applies it.
+    #[error(
+        "a memory limit needs the confining helper (`nimbus sandbox-exec`), and this sandbox has none; the command \
+         was not run"
+    )]
+    MemoryNeedsHelper,
+    /// A read-only directory of a run as the separate user is writable by that user.
+    #[error(
+        "{path} was to be read-only for the command, but uid {UNPRIVILEGED_ID} could change it (it owns it, it is \
+         group- or world-writable, or it is missing); make it a root-owned directory, 0555"
+    )]
+    ReadOnlyWritable { path: String },
 }
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// The command exited; `code` is its exit status, `None` when a signal ended it.
-    Exited { code: Option<i32>, success: bool },
+    /// The command ended by itself (or by [`Sandbox::kill_all`]): `code` is its exit status,
+    /// `None` when a signal ended it, and then `signal` is that signal's number.
+    Exited { code: Option<i32>, success: bool, signal: Option<i32> },
     /// It ran longer than its timeout and its process group was killed.
     TimedOut(Duration),
     /// It was cancelled (by a user, or the server shutting down) and its group was killed.
     Cancelled,
+}
+
+impl Ending {
+    /// The ending in the words of Go's `os/exec` (`ProcessState.String()`), which Lambda prints
+    /// in `Runtime exited with error: …`: `exit status 1`, `signal: killed`,
+    /// `signal: segmentation fault`. A timeout and a cancel are said plainly.
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Exited { code: Some(code), .. } => format!("exit status {code}"),
+            Ending::Exited { signal: Some(signal), .. } => format!("signal: {}", signal_name(*signal)),
+            Ending::Exited { .. } => "signal: unknown signal".to_string(),
+            Ending::TimedOut(t) => format!("timed out after {t:?} and killed"),
+            Ending::Cancelled => "cancelled and killed".to_string(),
+        }
+    }
+}
+
+/// A signal's name as Go's `syscall.Signal.String()` gives it on Linux.
+fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "hangup",
+        "interrupt",
+        "quit",
+        "illegal instruction",
+        "trace/breakpoint trap",
+        "aborted",
+        "bus error",
+        "floating point exception",
+        "killed",
+        "user defined signal 1",
+        "segmentation fault",
+        "user defined signal 2",
+        "broken pipe",
+        "alarm clock",
+        "terminated",
+        "stack fault",
+        "child exited",
+        "continued",
+        "stopped (signal)",
+        "stopped",
+        "stopped (tty input)",
+        "stopped (tty output)",
+        "urgent I/O condition",
+        "CPU time limit exceeded",
+        "file size limit exceeded",
+        "virtual timer expired",
+        "profiling timer expired",
+        "window changed",
+        "I/O possible",
+        "power failure",
+        "bad system call",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {signal}"), |n| n.to_string())
 }
 
 /// A finished run: how it ended and what it printed.
@@ -116,39 +200,21 @@ pub struct Command {
     pub cwd: PathBuf,
     pub timeout: Duration,
     pub log: LogLimits,
-    /// Every output line as it arrives (`true`: stderr), besides the bounded log.
+    /// Where each output line also goes as it arrives, `(is_stderr, line without its newline)`,
+    /// besides the bounded log. A receiver that went away does not disturb the run.
     pub lines: Option<tokio::sync::mpsc::UnboundedSender<(bool, Vec<u8>)>>,
-    /// The memory limit of the command's processes.
+    /// The memory limit of the command's processes (see [`Sandbox::memory_limit`]). It needs the
+    /// confining helper, which applies it before the command starts; a run without the helper
+    /// fails with [`SandboxError::MemoryNeedsHelper`] rather than run unlimited (adding the
+    /// process to the group after it started would leave what it forked before outside).
     pub memory: Option<Arc<MemoryLimit>>,
-    /// Directories the command may read but not change.
+    /// Directories the command may read and execute beneath but not change (the function's
+    /// code). With Landlock the rules enforce it (the directories on the way to each get no
+    /// grant of their own, as for the data directory, so none should lie above the work
+    /// directory); as the separate user the directory's own modes do (it must be root-owned and
+    /// not group- or world-writable, 0555 with 0444 files: the top directory is checked, the
+    /// run refused otherwise); unconfined nothing does.
     pub read_only: Vec<PathBuf>,
-}
-
-/// A memory limit (interim: not enforced yet).
-#[derive(Debug, Default)]
-pub struct MemoryLimit;
-
-impl MemoryLimit {
-    /// Peak memory so far.
-    pub fn peak_bytes(&self) -> Option<u64> {
-        None
-    }
-
-    /// Whether the kernel killed something in it for memory.
-    pub fn exceeded(&self) -> bool {
-        false
-    }
-}
-
-impl Ending {
-    /// Lambda's words for the ending.
-    pub fn describe(&self) -> String {
-        match self {
-            Ending::Exited { code: Some(c), .. } => format!("exit status {c}"),
-            Ending::Exited { code: None, .. } => "signal: killed".into(),
-            Ending::TimedOut(_) | Ending::Cancelled => "signal: killed".into(),
-        }
-    }
 }
 
 /// A work directory outside the data directory, removed when dropped.
@@ -187,6 +253,8 @@ pub struct Sandbox {
     helper: Option<PathBuf>,
     /// The process groups running now, by group id.
     live: Arc<Mutex<HashMap<i32, Live>>>,
+    /// How memory limits are applied here.
+    memory: MemoryControl,
 }
 
 /// A command running now.
@@ -233,7 +301,29 @@ impl Sandbox {
             // TMPDIR inside the data directory: use the directory beside it instead.
             work_root = data_dir.parent().unwrap_or(Path::new("/")).join(".nimbus-work");
         }
-        Sandbox { protection, allowed: allow_unconfined, data_dir, work_root, helper, live: Default::default() }
+        let memory = MemoryControl::detect();
+        let swept = memory::sweep(&memory);
+        if swept > 0 {
+            tracing::warn!(groups = swept, "removed the memory cgroups a stopped server left behind");
+        }
+        Sandbox { protection, allowed: allow_unconfined, data_dir, work_root, helper, live: Default::default(), memory }
+    }
+
+    /// How memory limits are applied on this machine (chosen when the sandbox was made).
+    pub fn memory_control(&self) -> &MemoryControl {
+        &self.memory
+    }
+
+    /// A memory limit of `limit_bytes` for the commands given it ([`Command::memory`]), named
+    /// after `label`. Its cgroup (if any) is made now and removed when the last `Arc` is dropped.
+    pub fn memory_limit(&self, label: &str, limit_bytes: u64) -> Result<Arc<MemoryLimit>, SandboxError> {
+        self.memory.limit(label, limit_bytes).map(Arc::new).map_err(|source| SandboxError::MemoryLimit {
+            dir: match &self.memory {
+                MemoryControl::CgroupV1(d) | MemoryControl::CgroupV2(d) => d.display().to_string(),
+                MemoryControl::AddressSpace => String::new(),
+            },
+            source,
+        })
     }
 
     /// The protection in force.
@@ -241,8 +331,12 @@ impl Sandbox {
         &self.protection
     }
 
-    /// One line for the start-up log: which protection is active.
+    /// One line for the start-up log: which protection is active, and how memory is limited.
     pub fn describe(&self) -> String {
+        format!("{}; {}", self.describe_protection(), self.memory.describe())
+    }
+
+    fn describe_protection(&self) -> String {
         match (&self.protection, self.allowed) {
             (Protection::Landlock, _) => {
                 format!("sandboxed with Landlock (no access to {} for commands)", self.data_dir.display())
@@ -303,21 +397,47 @@ impl Sandbox {
     ) -> Result<Outcome, SandboxError> {
         self.check_usable()?;
         let program = cmd.argv.first().ok_or(SandboxError::EmptyCommand)?;
-        let supervised = self.protection != Protection::Unconfined && self.helper.is_some();
-        let mut child = match (&self.protection, &self.helper) {
-            (Protection::Unconfined, _) | (_, None) => {
+        if cmd.memory.is_some() && self.helper.is_none() {
+            return Err(SandboxError::MemoryNeedsHelper);
+        }
+        if self.protection == Protection::SeparateUser {
+            for dir in &cmd.read_only {
+                check_closed_to_the_user(dir)?;
+            }
+        }
+        // The helper applies the confinement and the memory limit; an unconfined command with a
+        // limit runs under it too, just without restrictions.
+        let supervised = self.helper.is_some() && (self.protection != Protection::Unconfined || cmd.memory.is_some());
+        let mut child = match (supervised, &self.helper) {
+            (false, _) | (_, None) => {
                 let mut c = tokio::process::Command::new(program);
                 c.args(&cmd.argv[1..]);
                 c
             }
-            (protection, Some(helper)) => {
+            (true, Some(helper)) => {
                 let mut c = tokio::process::Command::new(helper);
                 c.arg(confine::SUBCOMMAND);
-                if *protection == Protection::Landlock {
-                    c.arg("--deny").arg(&self.data_dir);
-                    c.arg("--deny").arg(format!("/proc/{}", std::process::id()));
-                } else {
-                    c.arg("--uid").arg(UNPRIVILEGED_ID.to_string()).arg("--gid").arg(UNPRIVILEGED_ID.to_string());
+                match self.protection {
+                    Protection::Landlock => {
+                        c.arg("--deny").arg(&self.data_dir);
+                        c.arg("--deny").arg(format!("/proc/{}", std::process::id()));
+                        for dir in &cmd.read_only {
+                            c.arg("--read-only").arg(dir);
+                        }
+                    }
+                    Protection::SeparateUser => {
+                        c.arg("--uid").arg(UNPRIVILEGED_ID.to_string()).arg("--gid").arg(UNPRIVILEGED_ID.to_string());
+                    }
+                    Protection::Unconfined => {}
+                }
+                match cmd.memory.as_deref().map(MemoryLimit::helper_arg) {
+                    Some(memory::HelperArg::Cgroup(dir)) => {
+                        c.arg("--cgroup").arg(dir);
+                    }
+                    Some(memory::HelperArg::AddressSpace(bytes)) => {
+                        c.arg("--rlimit-as").arg(bytes.to_string());
+                    }
+                    None => {}
                 }
                 // Only a work directory of ours may be removed by the helper (after a stop).
                 if cmd.cwd.starts_with(&self.work_root) {
@@ -341,6 +461,9 @@ impl Sandbox {
             .kill_on_drop(!supervised);
         let mut child = child.spawn().map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
         let group = child.id().map(|id| id as i32);
+        if let (Some(memory), Some(g)) = (&cmd.memory, group) {
+            memory.attach(g);
+        }
         let _guard = group.map(|g| GroupGuard::new(self.live.clone(), g, supervised, child.stdin.take()));
 
         let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<(bool, Vec<u8>)>(256);
@@ -355,6 +478,13 @@ impl Sandbox {
         drop(lines_tx);
 
         let mut log = Log::new(cmd.log);
+        let take = |log: &mut Log, is_err: bool, bytes: Vec<u8>| {
+            log.push(is_err, &bytes);
+            // A receiver that went away only stops the streaming.
+            if let Some(to) = &cmd.lines {
+                let _ = to.send((is_err, bytes));
+            }
+        };
         let deadline = tokio::time::Instant::now() + cmd.timeout;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut lines_open = true;
@@ -362,15 +492,10 @@ impl Sandbox {
             tokio::select! {
                 status = child.wait() => {
                     let status = status.map_err(|source| SandboxError::Spawn { program: program.clone(), source })?;
-                    break Ending::Exited { code: status.code(), success: status.success() };
+                    break Ending::Exited { code: status.code(), success: status.success(), signal: status.signal() };
                 }
                 line = lines_rx.recv(), if lines_open => match line {
-                    Some((is_err, bytes)) => {
-                        if let Some(tee) = &cmd.lines {
-                            let _ = tee.send((is_err, bytes.clone()));
-                        }
-                        log.push(is_err, &bytes)
-                    }
+                    Some((is_err, bytes)) => take(&mut log, is_err, bytes),
                     None => lines_open = false,
                 },
                 _ = tokio::time::sleep_until(deadline) => break Ending::TimedOut(cmd.timeout),
@@ -396,7 +521,7 @@ impl Sandbox {
         // Drain what was printed; a process that escaped the group must not hold us here.
         let drain = async {
             while let Some((is_err, bytes)) = lines_rx.recv().await {
-                log.push(is_err, &bytes);
+                take(&mut log, is_err, bytes);
             }
         };
         let _ = tokio::time::timeout(READER_GRACE, drain).await;
@@ -425,11 +550,6 @@ impl Sandbox {
         let stdin =
             self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&group).and_then(|run| run.stdin.take());
         drop(stdin);
-    }
-
-    /// A memory limit for one command (interim: not enforced yet).
-    pub fn memory_limit(&self, _label: &str, _limit_bytes: u64) -> Result<Arc<MemoryLimit>, SandboxError> {
-        Ok(Arc::new(MemoryLimit))
     }
 
     /// Process groups running now.
@@ -479,6 +599,17 @@ fn kill_group(group: i32) {
 /// Whether this process runs as root (uid 0).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Refuses a read-only directory that the separate user could change: owned by it, or
+/// writable by group or others.
+fn check_closed_to_the_user(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let writable = match std::fs::metadata(dir) {
+        Ok(m) => m.uid() == UNPRIVILEGED_ID || m.mode() & 0o022 != 0,
+        Err(_) => true,
+    };
+    if writable { Err(SandboxError::ReadOnlyWritable { path: dir.display().to_string() }) } else { Ok(()) }
 }
 
 fn chown(path: &Path, recursive: bool) -> std::io::Result<()> {

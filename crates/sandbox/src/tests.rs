@@ -49,7 +49,7 @@ async fn background_children_end_with_the_command() {
     let marker = format!("sleep 4242{}", std::process::id() % 1000);
     let cmd = sh(&format!("{marker} & echo ok"), Duration::from_secs(30), work.path());
     let outcome = run(&sandbox, &cmd).await;
-    assert_eq!(outcome.ending, Ending::Exited { code: Some(0), success: true });
+    assert_eq!(outcome.ending, Ending::Exited { code: Some(0), success: true, signal: None });
     assert_eq!(outcome.log.text(), "ok");
     assert!(processes_with(&marker).is_empty(), "left behind: {:?}", processes_with(&marker));
     assert_eq!(sandbox.running(), 0);
@@ -127,4 +127,105 @@ fn work_directories_are_outside_the_data_dir_and_removed() {
     assert!(sandbox.describe().contains("NOT sandboxed"));
     let refusing = Sandbox::detect(&d.path().join("data"), None, false);
     assert!(matches!(refusing.check_usable(), Err(SandboxError::Unavailable)));
+}
+
+#[tokio::test]
+async fn lines_are_streamed_in_order_as_they_arrive() {
+    let (_d, sandbox) = unconfined();
+    let work = sandbox.work_dir("lines").unwrap();
+    let mut cmd =
+        sh("echo one; echo two >&2; echo three; echo four >&2; printf five", Duration::from_secs(30), work.path());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    cmd.lines = Some(tx);
+    let outcome = run(&sandbox, &cmd).await;
+    assert_eq!(outcome.ending, Ending::Exited { code: Some(0), success: true, signal: None });
+    drop(cmd);
+    let mut got: Vec<(bool, String)> = Vec::new();
+    while let Some((is_err, line)) = rx.recv().await {
+        got.push((is_err, String::from_utf8(line).unwrap()));
+    }
+    // Each stream keeps its order; how the two interleave is up to the scheduler.
+    let of = |err: bool| got.iter().filter(|(e, _)| *e == err).map(|(_, l)| l.as_str()).collect::<Vec<_>>();
+    assert_eq!(of(false), ["one", "three", "five"]);
+    assert_eq!(of(true), ["two", "four"]);
+    // The bounded log has them too.
+    for line in ["one", "stderr: two", "three", "stderr: four", "five"] {
+        assert!(outcome.log.text().lines().any(|l| l == line), "{line}: {}", outcome.log.text());
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_that_went_away_does_not_break_the_run() {
+    let (_d, sandbox) = unconfined();
+    let work = sandbox.work_dir("gone").unwrap();
+    let mut cmd = sh("seq 1 1000; echo done", Duration::from_secs(30), work.path());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    drop(rx);
+    cmd.lines = Some(tx);
+    let outcome = run(&sandbox, &cmd).await;
+    assert_eq!(outcome.ending, Ending::Exited { code: Some(0), success: true, signal: None });
+    assert_eq!(outcome.log.last_line(), "done");
+}
+
+#[tokio::test]
+async fn the_ending_names_the_exit_status_or_the_signal() {
+    let (_d, sandbox) = unconfined();
+    let work = sandbox.work_dir("ending").unwrap();
+    // (script, the ending, Lambda's words for it)
+    let cases: &[(&str, Ending, &str)] = &[
+        ("exit 3", Ending::Exited { code: Some(3), success: false, signal: None }, "exit status 3"),
+        ("true", Ending::Exited { code: Some(0), success: true, signal: None }, "exit status 0"),
+        ("kill -9 $$", Ending::Exited { code: None, success: false, signal: Some(9) }, "signal: killed"),
+        ("kill -TERM $$", Ending::Exited { code: None, success: false, signal: Some(15) }, "signal: terminated"),
+    ];
+    let mut failures = Vec::new();
+    for (script, ending, words) in cases {
+        let outcome = run(&sandbox, &sh(script, Duration::from_secs(30), work.path())).await;
+        if (&outcome.ending, outcome.ending.describe().as_str()) != (ending, *words) {
+            failures.push(format!("{script}: {:?} ({})", outcome.ending, outcome.ending.describe()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn signals_are_named_in_gos_words() {
+    let signalled = |s| Ending::Exited { code: None, success: false, signal: Some(s) }.describe();
+    let cases = [
+        (6, "signal: aborted"),
+        (7, "signal: bus error"),
+        (11, "signal: segmentation fault"),
+        (13, "signal: broken pipe"),
+        (1, "signal: hangup"),
+        (31, "signal: bad system call"),
+        (34, "signal: signal 34"),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(s, words)| signalled(*s) != *words)
+        .map(|(s, words)| format!("{s}: {} instead of {words}", signalled(*s)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+#[tokio::test]
+async fn a_memory_limit_without_the_helper_is_refused() {
+    let (_d, sandbox) = unconfined();
+    let work = sandbox.work_dir("memory").unwrap();
+    let mut cmd = sh("echo ran", Duration::from_secs(30), work.path());
+    cmd.memory = Some(match sandbox.memory_limit("refused", 64 << 20) {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("skipping: no memory limit can be made here: {e}");
+            return;
+        }
+    });
+    let (_tx, rx) = watch::channel(false);
+    let refused = sandbox.run(&cmd, rx, &mut |_| {}).await;
+    assert!(matches!(refused, Err(SandboxError::MemoryNeedsHelper)), "{refused:?}");
+    let dir = cmd.memory.as_ref().and_then(|m| m.cgroup_dir().map(Path::to_path_buf));
+    drop(cmd);
+    if let Some(dir) = dir {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
 }

@@ -1,7 +1,8 @@
 //! The `process` step's hardening, through the real binary: commands cannot read the data
 //! directory, leave no process or work directory behind (timeout, stop, shutdown, crash),
 //! cannot be handed shell code through a parameter or a name, keep their logs bounded; retries
-//! and leases let exactly one server run an execution.
+//! and leases let exactly one server run an execution. What long-lived commands (process
+//! functions' instances) need of the sandbox is in `instances`.
 //!
 //! Leftover processes are found by walking `/proc` for a marker unique to the test (a sleep
 //! length no one else uses), so each test also checks that it could see the process while it
@@ -143,4 +144,5 @@ fn server_pid(n: &Nimbus) -> u32 {
 }
 
 mod executions;
+mod instances;
 mod sandbox;
