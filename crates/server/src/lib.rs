@@ -132,7 +132,7 @@ impl Server {
         let process_host = nimbus_functions::ProcessHost {
             sandbox: Some(sandbox.clone()),
             secrets: Arc::new(SealedSecrets(key.clone())),
-            task_roots: nimbus_functions::bundle::TaskRoots::new(code_root(dir)),
+            task_roots: nimbus_functions::bundle::TaskRoots::new(code_root(dir, sandbox.protection())),
             region: cfg.region.clone(),
         };
         let pipelines = nimbus_pipeline::Pipelines::new(
@@ -269,10 +269,21 @@ impl nimbus_functions::process::Secrets for SealedSecrets {
 }
 
 /// Where function bundles are unpacked: outside the data directory, which the sandbox closes
-/// to commands (beside it when the temporary directory is inside it).
-fn code_root(data_dir: &std::path::Path) -> std::path::PathBuf {
+/// to commands. With Landlock, a read-only task root also keeps commands from creating
+/// entries directly in the directories on the way to it, so it goes under the cache directory
+/// (`~/.cache/nimbus/code`) rather than `/tmp`, which handlers expect to write. As the separate
+/// user, it must be a path that user can reach, so `/tmp/nimbus-code`.
+fn code_root(data_dir: &std::path::Path, protection: &nimbus_pipeline::sandbox::Protection) -> std::path::PathBuf {
+    use nimbus_pipeline::sandbox::Protection;
     let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let root = std::env::temp_dir().join("nimbus-code");
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")));
+    let root = match (protection, cache) {
+        (Protection::Landlock, Some(cache)) => cache.join("nimbus").join("code"),
+        _ => std::env::temp_dir().join("nimbus-code"),
+    };
     if root.starts_with(&data_dir) {
         data_dir.parent().unwrap_or(std::path::Path::new("/")).join(".nimbus-code")
     } else {

@@ -105,6 +105,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(i) = self.instance.take() {
+            // The REPORT of a timed-out invocation reads the peak after this.
+            self.shared.last_peak_mb.store(i.peak_mb(), Ordering::Relaxed);
             self.shared.lock_pool().live -= 1;
             tracing::debug!(function = %self.shared.name, instance = %i.id, "instance stopped");
             drop(i);
