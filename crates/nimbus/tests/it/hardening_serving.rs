@@ -185,7 +185,7 @@ fn timed_out_prediction_releases_cpu_and_reports_with_the_gateway_request_id() {
     for line in ["START RequestId: ", "END RequestId: ", "REPORT RequestId: "] {
         assert!(logs.contains(&format!("{line}{id}")), "{line}{id} in:\n{logs}");
     }
-    assert!(logs.contains("Sandbox.Timedout"), "{logs}");
+    assert!(logs.contains(&format!("{id} Task timed out after ")), "the timeout line Lambda writes: {logs}");
     let access = n.ok(&["logs", "extra", "--api"]);
     assert!(access.contains(&format!("\"requestId\":\"{id}\"")), "{access}");
     let (status, metrics) = n.http("GET", "/metrics", b"", None);
