@@ -1,6 +1,9 @@
-//! Functions: model functions that serve a registry selector in-process.
+//! Functions: model functions that serve a registry selector in-process, and the code
+//! bundles of process functions.
 //!
 //! - [`spec`]: the declaration (`[functions.NAME]` in `nimbus.toml`) and its validation.
+//! - [`bundle`]: code bundles — a directory zipped deterministically, unpacked once per bundle
+//!   into a read-only task root with its requirements pip-installed in the sandbox.
 //! - [`function`]: one function at run time — lazy load (the cold start), atomic hot swap on
 //!   registry changes, idle unload (scale to zero), concurrency limit, timeout.
 //! - [`protocol`]: prediction request bodies in, `{"predictions": …}` out.
@@ -12,6 +15,7 @@
 //! every change, so the request path reads it without locks.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod function;
 pub mod lambda;
 pub mod logs;
@@ -33,6 +37,7 @@ use nimbus_registry::Registry;
 use nimbus_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 
+pub use bundle::{BundleError, TaskRoots};
 pub use function::{Call, Function, Invocation, InvokeError, Loaded};
 pub use protocol::Answer;
 pub use spec::{FunctionKind, FunctionSpec};
@@ -119,8 +124,10 @@ impl Functions {
     }
 
     fn build(&self, name: &str, spec: FunctionSpec) -> Result<Function, FunctionsError> {
-        let selector =
-            spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
+        let selector = spec
+            .validate(name)
+            .and_then(|selector| spec.validate_stored().map(|()| selector))
+            .map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let p = &self.inner.partition;
         let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
         let (store, registry, workers) =

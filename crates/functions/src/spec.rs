@@ -159,7 +159,9 @@ impl FunctionSpec {
                     ("min_instances", self.min_instances > 0),
                 ] {
                     if set {
-                        return Err(format!("{field}: only process functions take it; remove it or set kind = \"process\""));
+                        return Err(format!(
+                            "{field}: only process functions take it; remove it or set kind = \"process\""
+                        ));
                     }
                 }
             }
@@ -187,7 +189,9 @@ impl FunctionSpec {
 impl FunctionSpec {
     fn validate_process(&self) -> Result<(), String> {
         if self.model_group.is_some() {
-            return Err("model_group: only model functions serve a model group; remove it or set kind = \"model\"".into());
+            return Err(
+                "model_group: only model functions serve a model group; remove it or set kind = \"model\"".into()
+            );
         }
         match self.command.first() {
             None => {
@@ -209,7 +213,9 @@ impl FunctionSpec {
         if let Some(r) = &self.requirements
             && (r.is_empty() || r.starts_with('/') || r.split('/').any(|s| s == ".."))
         {
-            return Err(format!("requirements: {r:?} must be a relative path inside the code bundle, e.g. \"requirements.txt\""));
+            return Err(format!(
+                "requirements: {r:?} must be a relative path inside the code bundle, e.g. \"requirements.txt\""
+            ));
         }
         if self.requirements.is_some() && self.code.is_none() {
             return Err("requirements: the file is read from the code bundle; set code too".into());
@@ -220,10 +226,14 @@ impl FunctionSpec {
                     && !k.starts_with(|c: char| c.is_ascii_digit())
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    return Err(format!("{field}.{k}: a variable name is letters, digits and _ and does not start with a digit"));
+                    return Err(format!(
+                        "{field}.{k}: a variable name is letters, digits and _ and does not start with a digit"
+                    ));
                 }
                 if RESERVED_ENV.contains(&k.as_str()) {
-                    return Err(format!("{field}.{k}: nimbus sets this variable for every instance; choose another name"));
+                    return Err(format!(
+                        "{field}.{k}: nimbus sets this variable for every instance; choose another name"
+                    ));
                 }
                 if v.contains('\0') {
                     return Err(format!("{field}.{k}: the value contains a NUL byte"));
@@ -240,6 +250,27 @@ impl FunctionSpec {
             ));
         }
         Ok(())
+    }
+
+    /// Checks what only a stored declaration must satisfy: its `code` is the `s3://` address
+    /// of an uploaded bundle with the bundle's `code_sha256` (in `nimbus.toml` it is a local
+    /// path, which `nimbus apply` uploads and replaces).
+    pub fn validate_stored(&self) -> Result<(), String> {
+        match (&self.code, &self.code_sha256) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err("code_sha256: set only with code, the bundle it is the digest of".into()),
+            (Some(code), _) if nimbus_store::parse_uri(code).is_none() => Err(format!(
+                "code: {code:?} is not the s3:// address of an uploaded bundle; deploy the code with `nimbus apply` or \
+                 `nimbus functions deploy NAME --code DIR`, which upload it and set code and code_sha256"
+            )),
+            (Some(_), None) => Err("code_sha256: the SHA-256 of the bundle is needed with code; deploy the code with \
+                 `nimbus apply` or `nimbus functions deploy`, which set it"
+                .into()),
+            (Some(_), Some(sha)) if !crate::bundle::is_sha256(sha) => {
+                Err(format!("code_sha256: {sha:?} is not a SHA-256 (64 lower-case hex digits)"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether this function takes Lambda events (a process function) rather than prediction
