@@ -46,6 +46,7 @@ use nimbus_registry::Registry;
 use nimbus_store::Store;
 use tokio::sync::broadcast::error::RecvError;
 
+pub use bundle::{BundleError, TaskRoots};
 pub use function::{Call, Function, Invocation, InvokeError, Runtime};
 pub use model::Loaded;
 pub use process::ProcessHost;
@@ -141,8 +142,10 @@ impl Functions {
     }
 
     fn build(&self, name: &str, spec: FunctionSpec) -> Result<Function, FunctionsError> {
-        let selector =
-            spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
+        let selector = spec
+            .validate(name)
+            .and_then(|selector| spec.validate_stored().map(|()| selector))
+            .map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let p = &self.inner.partition;
         let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
         let logs = Arc::new(logs::LogBook::default());

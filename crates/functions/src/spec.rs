@@ -276,6 +276,27 @@ impl FunctionSpec {
         Ok(())
     }
 
+    /// Checks what only a stored declaration must satisfy: its `code` is the `s3://` address
+    /// of an uploaded bundle with the bundle's `code_sha256` (in `nimbus.toml` it is a local
+    /// path, which `nimbus apply` uploads and replaces).
+    pub fn validate_stored(&self) -> Result<(), String> {
+        match (&self.code, &self.code_sha256) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err("code_sha256: set only with code, the bundle it is the digest of".into()),
+            (Some(code), _) if nimbus_store::parse_uri(code).is_none() => Err(format!(
+                "code: {code:?} is not the s3:// address of an uploaded bundle; deploy the code with `nimbus apply` or \
+                 `nimbus functions deploy NAME --code DIR`, which upload it and set code and code_sha256"
+            )),
+            (Some(_), None) => Err("code_sha256: the SHA-256 of the bundle is needed with code; deploy the code with \
+                 `nimbus apply` or `nimbus functions deploy`, which set it"
+                .into()),
+            (Some(_), Some(sha)) if !crate::bundle::is_sha256(sha) => {
+                Err(format!("code_sha256: {sha:?} is not a SHA-256 (64 lower-case hex digits)"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this function takes Lambda events (a process function) rather than prediction
     /// bodies (a model function).
     pub fn takes_events(&self) -> bool {

@@ -61,7 +61,7 @@ pub enum Command {
     /// Training pipelines: list, run, executions, describe
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
-    /// Functions: list, describe, invoke
+    /// Functions: list, describe, deploy code, invoke
     #[command(subcommand)]
     Functions(FunctionsCommand),
     /// APIs of the gateway: list, describe
@@ -121,6 +121,14 @@ pub enum FunctionsCommand {
     List,
     /// A function's settings and state
     Describe { name: String },
+    /// Upload a process function's code (a directory, zipped, or a .zip) and point the function at it
+    Deploy {
+        name: String,
+        /// The code: a directory (zipped the same way every time, so unchanged code is not uploaded
+        /// again) or a .zip file
+        #[arg(long, value_name = "DIR|ZIP")]
+        code: PathBuf,
+    },
     /// Invoke a function through the Invoke API and print its answer
     Invoke {
         name: String,

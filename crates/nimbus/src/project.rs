@@ -8,6 +8,13 @@
 //! file = "data/train.csv"         # relative to the project directory
 //! to = "s3://titanic/data/train.csv"
 //!
+//! [functions.hello]               # see nimbus_functions::spec for the full grammar
+//! kind = "process"
+//! command = ["python3", "-m", "awslambdaric"]
+//! handler = "app.handler"
+//! code = "hello"                  # a directory or .zip, relative to the project directory;
+//!                                 # apply zips and uploads it, once per change
+//!
 //! [pipelines.titanic]             # see nimbus_pipeline::spec for the full grammar
 //! model_group = "titanic"
 //! [pipelines.titanic.parameters]
@@ -38,6 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use nimbus_functions::FunctionSpec;
+use nimbus_functions::bundle::MAX_ZIPPED_BYTES;
 use nimbus_gateway::ApiSpec;
 use nimbus_pipeline::PipelineSpec;
 use serde::Deserialize;
@@ -233,6 +241,20 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
     }
     for (name, spec) in &project.functions {
         spec.validate(name).map_err(|e| CliError::Input(format!("{}: functions.{name}: {e}", file.display())))?;
+        // A local path is zipped and uploaded by apply; an s3:// address names a bundle
+        // uploaded before (with its code_sha256), as the server stores it.
+        match spec.code.as_deref() {
+            Some(code) if code.starts_with("s3://") => spec
+                .validate_stored()
+                .map_err(|e| CliError::Input(format!("{}: functions.{name}.{e}", file.display())))?,
+            Some(code) => check_code_path(&project.dir.join(code)).map_err(|e| {
+                let at = line_of(&text, &format!("functions.{name}"), "code")
+                    .map(|n| format!(" line {n}"))
+                    .unwrap_or_default();
+                CliError::Input(format!("{}{at}: functions.{name}.code: code = {code:?}: {e}", file.display()))
+            })?,
+            None => {}
+        }
     }
     let mut hosts: BTreeMap<String, &str> = BTreeMap::new();
     for (name, spec) in &project.apis {
@@ -317,6 +339,49 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
         }
     }
     Ok(project)
+}
+
+/// What `path` is as a function's code: a directory, a `.zip` file, or neither (the reason).
+pub fn check_code_path(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{} does not exist; code is a directory or .zip, relative to the project directory", path.display())
+        }
+        _ => format!("{} cannot be read: {e}", path.display()),
+    })?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    if meta.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        if meta.len() > MAX_ZIPPED_BYTES {
+            return Err(format!(
+                "{} is {} bytes, over the {MAX_ZIPPED_BYTES} a code bundle may be; leave out what the function does \
+                 not need, or install large packages through requirements",
+                path.display(),
+                meta.len()
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "{} is neither a directory nor a .zip file; give the directory holding the function's code, or a zip of it",
+        path.display()
+    ))
+}
+
+/// The line (from 1) where `key = …` is set in the `[table]` section of a TOML text, when it
+/// is written that way (not inline or dotted), for errors found after parsing.
+fn line_of(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = header.trim_matches(['[', ' ']).to_string();
+        } else if current == table && line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return Some(n + 1);
+        }
+    }
+    None
 }
 
 impl Project {
@@ -433,5 +498,35 @@ mod tests {
         std::fs::write(&f, "[pipelines.p]\nmodel_group = \"g\"\n[pipelines.p.steps.t]\nkind = \"train\"\n").unwrap();
         let e = load(&f).unwrap_err().to_string();
         assert!(e.contains("pipelines.p") && e.contains("steps.t.data") && e.contains("required"), "{e}");
+    }
+
+    #[test]
+    fn a_process_functions_code_must_be_a_directory_or_a_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nimbus.toml");
+        let project = |code: &str| {
+            format!(
+                "[functions.hello]\nkind = \"process\"\ncommand = [\"python3\", \"-m\", \"awslambdaric\"]\ncode = {code:?}\n"
+            )
+        };
+        std::fs::write(&f, project("fn")).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("nimbus.toml line 4: functions.hello.code") && e.contains("does not exist"), "{e}");
+        std::fs::write(dir.path().join("code.txt"), "").unwrap();
+        std::fs::write(&f, project("code.txt")).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("neither a directory nor a .zip"), "{e}");
+        std::fs::write(&f, project("s3://nimbus-functions/hello/x.zip")).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("functions.hello.code_sha256"), "an uploaded bundle needs its digest: {e}");
+        for ok in ["fn", "fn.zip"] {
+            if ok == "fn" {
+                std::fs::create_dir(dir.path().join("fn")).unwrap();
+            } else {
+                std::fs::write(dir.path().join("fn.zip"), "").unwrap();
+            }
+            std::fs::write(&f, project(ok)).unwrap();
+            load(&f).unwrap();
+        }
     }
 }

@@ -129,10 +129,15 @@ impl Server {
         );
         tracing::info!("process steps and functions: {}", sandbox.describe());
         let instance = datadir::instance_id(dir).map_err(io)?;
+        let task_roots = nimbus_functions::TaskRoots::new(code_root(dir, sandbox.protection()));
+        let unfinished = task_roots.sweep(std::time::Duration::from_secs(3600));
+        if unfinished > 0 {
+            tracing::warn!(directories = unfinished, "removed code directories an interrupted unpack left behind");
+        }
         let process_host = nimbus_functions::ProcessHost {
             sandbox: Some(sandbox.clone()),
             secrets: Arc::new(SealedSecrets(key.clone())),
-            task_roots: nimbus_functions::bundle::TaskRoots::new(code_root(dir, sandbox.protection())),
+            task_roots,
             region: cfg.region.clone(),
         };
         let pipelines = nimbus_pipeline::Pipelines::new(

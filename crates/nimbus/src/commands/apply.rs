@@ -1,6 +1,7 @@
 //! `nimbus apply`: make the server match `nimbus.toml` — upload data, create model groups,
-//! store pipelines, IAM, functions, APIs, usage plans, API keys, OAuth2 clients — printing
-//! what changed and every public route. Idempotent: a second run reports `unchanged`.
+//! store pipelines, IAM, functions (with their code bundles), APIs, usage plans, API keys,
+//! OAuth2 clients — printing what changed and every public route. Idempotent: a second run
+//! reports `unchanged`, and unchanged code is not uploaded again.
 
 use std::path::Path;
 
@@ -145,15 +146,31 @@ async fn apply_all(
     }
     apply_iam(client, project, dry_run, say).await?;
     for (name, spec) in &project.functions {
+        let mut spec = spec.clone();
+        if let Some(code) = spec.code.clone().filter(|c| !c.starts_with("s3://")) {
+            let (bundle, bytes) = super::code::bundle_of(name, &project.dir.join(&code))
+                .await
+                .map_err(|e| prefix(e, &format!("functions.{name}.code")))?;
+            let what = match super::code::upload(client, &bundle, bytes, dry_run).await? {
+                true => format!("{} ({} bytes, sha256 {})", verb("upload"), bundle.size, &bundle.sha256[..12]),
+                false => "unchanged".into(),
+            };
+            say(format!("code     {name} ({code}) -> {}: {what}", bundle.uri));
+            spec.code = Some(bundle.uri);
+            spec.code_sha256 = Some(bundle.sha256);
+        }
         let what =
-            put_spec(client, "functions", name, serde_json::to_value(spec).expect("specs serialise"), dry_run).await?;
-        let serves = match spec.kind {
+            put_spec(client, "functions", name, serde_json::to_value(&spec).expect("specs serialise"), dry_run).await?;
+        let about = match spec.kind {
             FunctionKind::Model => {
                 format!("serves model group {}, {}", spec.model_group.as_deref().unwrap_or_default(), spec.selector)
             }
-            FunctionKind::Process => format!("runs {}", spec.command.join(" ")),
+            FunctionKind::Process => {
+                let handler = spec.handler.as_deref().map(|h| format!(", handler {h}")).unwrap_or_default();
+                format!("runs {}{handler}", spec.command.join(" "))
+            }
         };
-        say(format!("function {name}: {what} ({serves})"));
+        say(format!("function {name}: {what} ({about})"));
     }
     for (name, spec) in &project.apis {
         let what =

@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod apply;
 mod apply_access;
+mod code;
 mod models;
 mod pipelines;
 mod serve;

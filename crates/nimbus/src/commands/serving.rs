@@ -41,26 +41,40 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
         }
         FunctionsCommand::Describe { name } => {
             let v = client.json("GET", &format!("/functions/{}", encode_segment(&name)), &[], None).await?;
-            let rows = [
-                ("name", &v["name"]),
-                ("arn", &v["arn"]),
-                ("model_group", &v["spec"]["model_group"]),
-                ("selector", &v["spec"]["selector"]),
-                ("state", &v["state"]),
-                ("loaded_version", &v["loaded_version"]),
-                ("loaded_at", &v["loaded_at"]),
-                ("init_ms", &v["init_ms"]),
-                ("memory_mb", &v["spec"]["memory_mb"]),
-                ("timeout_s", &v["spec"]["timeout_s"]),
-                ("max_concurrency", &v["spec"]["max_concurrency"]),
-                ("idle_s", &v["spec"]["idle_s"]),
-                ("default", &v["spec"]["default"]),
-            ]
-            .iter()
-            .map(|(k, val)| vec![k.to_string(), cell(val)])
-            .collect();
+            let spec = &v["spec"];
+            let command =
+                Value::String(spec["command"].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>().join(" "));
+            let mut rows = vec![("name", &v["name"]), ("arn", &v["arn"]), ("kind", &spec["kind"])];
+            if spec["kind"] == "process" {
+                rows.extend([
+                    ("command", &command),
+                    ("handler", &spec["handler"]),
+                    ("code", &spec["code"]),
+                    ("code_sha256", &spec["code_sha256"]),
+                    ("requirements", &spec["requirements"]),
+                    ("min_instances", &spec["min_instances"]),
+                ]);
+            } else {
+                rows.extend([
+                    ("model_group", &spec["model_group"]),
+                    ("selector", &spec["selector"]),
+                    ("state", &v["state"]),
+                    ("loaded_version", &v["loaded_version"]),
+                    ("loaded_at", &v["loaded_at"]),
+                    ("init_ms", &v["init_ms"]),
+                ]);
+            }
+            rows.extend([
+                ("memory_mb", &spec["memory_mb"]),
+                ("timeout_s", &spec["timeout_s"]),
+                ("max_concurrency", &spec["max_concurrency"]),
+                ("idle_s", &spec["idle_s"]),
+                ("default", &spec["default"]),
+            ]);
+            let rows = rows.iter().map(|(k, val)| vec![k.to_string(), cell(val)]).collect();
             output::print(g.output, &v, &["FIELD", "VALUE"], rows);
         }
+        FunctionsCommand::Deploy { name, code } => deploy(&client, g, &name, &code).await?,
         FunctionsCommand::Invoke { name, payload, qualifier, log, asynchronous } => {
             let body = match payload.strip_prefix('@') {
                 Some(file) => std::fs::read(file).map_err(|e| CliError::Input(format!("--payload @{file}: {e}")))?,
@@ -122,6 +136,60 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
         }
     }
     Ok(())
+}
+
+/// `nimbus functions deploy NAME --code DIR|ZIP`: uploads the bundle (unless stored already)
+/// and stores the function's declaration with `code` and `code_sha256` naming it.
+async fn deploy(client: &Client, g: &Global, name: &str, code: &std::path::Path) -> Result<(), CliError> {
+    let path = format!("/functions/{}", encode_segment(name));
+    let current = match client.json("GET", &path, &[], None).await {
+        Ok(v) => v,
+        Err(CliError::Input(m)) if m.contains("NotFound") => {
+            return Err(CliError::Input(format!(
+                "function {name} does not exist; declare it in nimbus.toml ([functions.{name}] with kind = \"process\", \
+                 command and code = \"DIR\") and run `nimbus apply`, which uploads its code too"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut spec = current["spec"].clone();
+    if spec["kind"] != "process" {
+        return Err(CliError::Input(format!(
+            "function {name} is a {} function; --code is for functions of kind = \"process\"",
+            cell(&spec["kind"])
+        )));
+    }
+    let (bundle, bytes) = super::code::bundle_of(name, code).await.map_err(|e| in_context(e, "--code"))?;
+    let uploaded = super::code::upload(client, &bundle, bytes, false).await?;
+    spec["code"] = Value::String(bundle.uri.clone());
+    spec["code_sha256"] = Value::String(bundle.sha256.clone());
+    let answer = client.json("PUT", &path, &[], Some(spec)).await?;
+    let changed = answer["changed"].as_bool().unwrap_or(true);
+    let v = serde_json::json!({
+        "function": name,
+        "code": bundle.uri,
+        "code_sha256": bundle.sha256,
+        "size": bundle.size,
+        "uploaded": uploaded,
+        "changed": changed,
+    });
+    match g.output {
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&v).expect("JSON serialises")),
+        Output::Table => {
+            let stored = if uploaded { "uploaded" } else { "already stored" };
+            let function = if changed { "updated" } else { "unchanged" };
+            outln!("code     {}: {stored} ({} bytes, sha256 {})", bundle.uri, bundle.size, bundle.sha256);
+            outln!("function {name}: {function}");
+        }
+    }
+    Ok(())
+}
+
+fn in_context(e: CliError, what: &str) -> CliError {
+    match e {
+        CliError::Input(m) => CliError::Input(format!("{what}: {m}")),
+        CliError::Failure(m) => CliError::Failure(format!("{what}: {m}")),
+    }
 }
 
 pub async fn apis(g: &Global, cmd: ApisCommand) -> Result<(), CliError> {

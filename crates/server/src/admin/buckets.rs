@@ -2,7 +2,10 @@
 //!
 //! Uploads stream into the store and downloads stream out of it, so an object of any size
 //! never sits whole in memory. Buckets named `nimbus-*` belong to the system (pipeline
-//! artifacts, imported models): they can be read here, not written.
+//! artifacts, imported models): they can be read here, not written — with one exception,
+//! process functions' code bundles in `nimbus-functions`, which are content-addressed: a
+//! bundle is written only under `{function}/sha256-{hex}.zip` with `{hex}` the signed
+//! SHA-256 of the body, so a key can only ever hold its own bytes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use nimbus_functions::bundle::{CODE_BUCKET, MAX_ZIPPED_BYTES, parse_code_key};
 use serde_json::{Value, json};
 
 use super::wire;
@@ -84,7 +88,11 @@ pub async fn put_object(
     Path((bucket, key)): Path<(String, String)>,
     req: Request,
 ) -> Result<Json<wire::Object>, ApiError> {
-    writable(&bucket)?;
+    if bucket == CODE_BUCKET {
+        code_bundle_upload(&s, &key, req.headers()).await?;
+    } else {
+        writable(&bucket)?;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -93,6 +101,40 @@ pub async fn put_object(
         .to_string();
     let chunks = req.into_body().into_data_stream().map(|c| c.map_err(std::io::Error::other));
     Ok(Json(s.store.put_stream(&bucket, &key, chunks, &content_type).await?.into()))
+}
+
+/// Checks an upload into the code-bundle bucket before any byte of it is read, and makes the
+/// bucket on the first one (clients cannot make `nimbus-*` buckets).
+async fn code_bundle_upload(s: &AppState, key: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |message: String| ApiError { status: StatusCode::FORBIDDEN, code: "SystemBucket", message };
+    let Some((_, digest)) = parse_code_key(key) else {
+        return Err(refuse(format!(
+            "bucket {CODE_BUCKET} holds code bundles under FUNCTION/sha256-HEX.zip only, not {key:?}; deploy code with \
+             `nimbus functions deploy NAME --code DIR` or `nimbus apply`"
+        )));
+    };
+    let signed = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if signed != digest {
+        return Err(refuse(format!(
+            "a code bundle's key names its SHA-256, so the upload must sign that digest in x-amz-content-sha256 \
+             (got {signed:?} for {key:?})"
+        )));
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n <= MAX_ZIPPED_BYTES => {}
+        Some(n) => {
+            return Err(ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "RequestTooLarge",
+                message: format!("a code bundle may be at most {MAX_ZIPPED_BYTES} bytes; this one is {n}"),
+            });
+        }
+        None => return Err(ApiError::invalid("content-length", "a code bundle upload must declare its length")),
+    }
+    s.store.ensure_bucket(CODE_BUCKET).await?;
+    Ok(())
 }
 
 fn object_headers(h: &mut HeaderMap, info: &nimbus_store::ObjectInfo) {
