@@ -19,6 +19,10 @@ use crate::process::ProcessRuntime;
 use crate::protocol::{Answer, Protocol};
 use crate::spec::FunctionSpec;
 
+/// How long a process function's END and REPORT wait for the last output lines of the
+/// invocation to arrive through the instance's pipe.
+pub const LINES_SETTLE: Duration = Duration::from_millis(5);
+
 /// Why an invocation did not produce an answer of the function.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -342,7 +346,17 @@ impl Function {
         }
         lines.push(logs::end_line(request_id));
         lines.push(logs::report_line(request_id, duration_ms, self.spec.memory_mb, used, init));
-        self.logs.push(clock::now_ms(), lines);
+        if streams {
+            // What the handler printed just before it answered may still be on its way through
+            // the instance's pipe: END and REPORT follow a moment later, off the answer's path.
+            let logs = self.logs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LINES_SETTLE).await;
+                logs.push(clock::now_ms(), lines);
+            });
+        } else {
+            self.logs.push(clock::now_ms(), lines);
+        }
         result.map(|ran| ran.value)
     }
 

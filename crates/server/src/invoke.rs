@@ -173,14 +173,14 @@ fn executed(status: StatusCode, body: Body) -> Response {
 async fn request_response(function: std::sync::Arc<Function>, payload: Bytes, tail: bool) -> Response {
     let call = Call::new();
     let (mut res, log) = match function.invoke_event(&call, payload).await {
-        Ok(answer) => (executed(StatusCode::OK, Body::from(answer)), tail_lines(&function, &call, tail)),
+        Ok(answer) => (executed(StatusCode::OK, Body::from(answer)), tail_lines(&function, &call, tail).await),
         Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => {
             return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
         }
         Err(e) => {
             let mut res = executed(StatusCode::OK, Body::from(e.payload()));
             res.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
-            (res, tail_lines(&function, &call, tail))
+            (res, tail_lines(&function, &call, tail).await)
         }
     };
     res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
@@ -201,9 +201,18 @@ async fn request_response(function: std::sync::Arc<Function>, payload: Bytes, ta
 
 /// The invocation's log lines, for `X-Amz-Log-Type: Tail`: its START … REPORT and what its
 /// instance printed meanwhile.
-fn tail_lines(function: &Function, call: &Call, tail: bool) -> Vec<String> {
+async fn tail_lines(function: &Function, call: &Call, tail: bool) -> Vec<String> {
     if !tail {
         return Vec::new();
+    }
+    // A process function's REPORT is written a moment after its answer.
+    let report = format!("REPORT RequestId: {}", call.request_id);
+    for _ in 0..50 {
+        let lines = function.logs.query(0, Some(&call.request_id), 256);
+        if lines.iter().any(|l| l.text.starts_with(&report)) {
+            return lines.into_iter().map(|l| l.text).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     function.logs.query(0, Some(&call.request_id), 256).into_iter().map(|l| l.text).collect()
 }

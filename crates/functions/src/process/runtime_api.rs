@@ -133,7 +133,6 @@ async fn next(State(s): State<Arc<ApiState>>) -> Response<Body> {
     // A runtime that polls again without answering has abandoned its invocation; the caller
     // learns it when the reply channel closes.
     drop(s.current.lock().unwrap_or_else(|e| e.into_inner()).take());
-    (s.on_current)(None);
     let pending = {
         let mut events = s.events.lock().await;
         events.recv().await
@@ -182,7 +181,7 @@ async fn response(State(s): State<Arc<ApiState>>, Path(id): Path<String>, body: 
     let Some(reply) = take_current(&s, &id) else {
         return wrong_state(format!("invocation {id} is not in progress on this instance"));
     };
-    (s.on_current)(None);
+    // Lines printed after the answer still belong to this invocation, until the next `next`.
     match bytes {
         Ok(b) => {
             let _ = reply.send(Reply::Response(b));
@@ -228,7 +227,6 @@ async fn error(
     let Some(reply) = take_current(&s, &id) else {
         return wrong_state(format!("invocation {id} is not in progress on this instance"));
     };
-    (s.on_current)(None);
     let (error_type, payload) = error_document(&headers, &bytes);
     let _ = reply.send(Reply::Error { error_type, payload });
     accepted()
