@@ -72,6 +72,16 @@ def binary(event, context):
 
 def plain(event, context):
     return {"message": "no statusCode"}
+
+def flaky(event, context):
+    # Counts attempts in a file, so the count survives a new instance or a new server.
+    count = os.path.join(event["dir"], event["id"] + ".count")
+    n = int(open(count).read()) + 1 if os.path.exists(count) else 1
+    open(count, "w").write(str(n))
+    if n < event["succeed_on"]:
+        raise RuntimeError(f"attempt {n} fails")
+    open(os.path.join(event["dir"], event["id"] + ".done"), "w").write(str(n))
+    return n
 "#;
 
 /// `broken.py`: fails while its module is imported (the runtime's init).
@@ -94,7 +104,9 @@ fn project(dir: &Path, python: &str, marker: &str) {
     std::fs::write(code.join("app.py"), APP).unwrap();
     std::fs::write(code.join("broken.py"), BROKEN).unwrap();
     let mut toml = String::new();
-    let functions: [(&str, &str, &str); 11] = [
+    let functions: [(&str, &str, &str); 13] = [
+        ("flaky", "app.flaky", "async_retry_delay_s = 0.2"),
+        ("later", "app.flaky", "async_retry_delay_s = 4"),
         ("echo", "app.echo", "timeout_s = 5\nmax_concurrency = 2"),
         ("sleepy", "app.sleep", "timeout_s = 1\nmax_concurrency = 2"),
         ("boom", "app.boom", ""),
@@ -448,4 +460,48 @@ fn no_instance_survives_the_server() {
     assert!(!processes_with(&marker).is_empty());
     n.kill9();
     wait_until("every instance to end after kill -9", Duration::from_secs(10), || processes_with(&marker).is_empty());
+}
+
+#[test]
+fn asynchronous_events_are_retried_kept_when_they_fail_and_survive_a_restart() {
+    let Some(python) = python() else { return };
+    let marker = nimbus_core::new_id();
+    let mut n = deployed(&python, &marker);
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_str().unwrap().to_string();
+    let event = |id: &str, succeed_on: u32| json!({"dir": dir, "id": id, "succeed_on": succeed_on});
+    let read = |name: &str| std::fs::read_to_string(scratch.path().join(name)).ok();
+
+    // Fails twice, then succeeds on the second retry.
+    let (status, _, body) = invoke(&n, "flaky", &event("a", 3), &[("x-amz-invocation-type", "Event")]);
+    assert_eq!(status, 202, "{body}");
+    wait_until("event a to succeed", Duration::from_secs(30), || read("a.done").is_some());
+    assert_eq!(read("a.done").as_deref(), Some("3"), "the first attempt and two retries");
+    // Always fails: three attempts, then kept with its error.
+    let (status, _, _) = invoke(&n, "flaky", &event("b", 99), &[("x-amz-invocation-type", "Event")]);
+    assert_eq!(status, 202);
+    let mut failures = Value::Null;
+    wait_until("event b to be kept as failed", Duration::from_secs(30), || {
+        failures = n.json(&["functions", "failures", "flaky"]);
+        failures["failures"].as_array().is_some_and(|f| !f.is_empty())
+    });
+    let failed = &failures["failures"][0];
+    assert_eq!(failed["attempts"], 3, "{failures}");
+    assert_eq!(failed["error"]["errorType"], "RuntimeError", "{failures}");
+    assert_eq!(failed["error"]["errorMessage"], "attempt 3 fails", "{failures}");
+    assert!(failed["payload"].as_str().unwrap().contains("\"id\": \"b\"") || failed["payload"].as_str().unwrap().contains("\"id\":\"b\""));
+    assert_eq!(read("b.count").as_deref(), Some("3"));
+    let table = n.ok(&["functions", "failures", "flaky"]);
+    assert!(table.contains("RuntimeError: attempt 3 fails"), "{table}");
+
+    // The first attempt fails and the retry waits 4 s; the server is killed meanwhile. The
+    // event was written before the 202, so the restarted server runs it.
+    let (status, _, _) = invoke(&n, "later", &event("c", 2), &[("x-amz-invocation-type", "Event")]);
+    assert_eq!(status, 202);
+    wait_until("the first attempt of event c", Duration::from_secs(30), || read("c.count").is_some());
+    n.kill9();
+    assert!(read("c.done").is_none());
+    n.start_again();
+    wait_until("event c to run after the restart", Duration::from_secs(60), || read("c.done").is_some());
+    assert_eq!(read("c.done").as_deref(), Some("2"));
 }
