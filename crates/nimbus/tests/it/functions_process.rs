@@ -489,7 +489,10 @@ fn asynchronous_events_are_retried_kept_when_they_fail_and_survive_a_restart() {
     assert_eq!(failed["attempts"], 3, "{failures}");
     assert_eq!(failed["error"]["errorType"], "RuntimeError", "{failures}");
     assert_eq!(failed["error"]["errorMessage"], "attempt 3 fails", "{failures}");
-    assert!(failed["payload"].as_str().unwrap().contains("\"id\": \"b\"") || failed["payload"].as_str().unwrap().contains("\"id\":\"b\""));
+    assert!(
+        failed["payload"].as_str().unwrap().contains("\"id\": \"b\"")
+            || failed["payload"].as_str().unwrap().contains("\"id\":\"b\"")
+    );
     assert_eq!(read("b.count").as_deref(), Some("3"));
     let table = n.ok(&["functions", "failures", "flaky"]);
     assert!(table.contains("RuntimeError: attempt 3 fails"), "{table}");

@@ -12,6 +12,7 @@ mod browser;
 mod cli_errors;
 mod crash;
 mod docs;
+mod examples_functions;
 mod function_code;
 mod functions_process;
 mod hardening_http;
