@@ -12,6 +12,7 @@ mod browser;
 mod cli_errors;
 mod crash;
 mod docs;
+mod functions_authorizers;
 mod functions_process;
 mod hardening_http;
 mod hardening_processes;
