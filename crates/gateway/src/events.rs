@@ -100,6 +100,7 @@ impl<'a> Authorizer<'a> {
             Identity::Anonymous | Identity::ApiKey(_) => Authorizer::None,
             Identity::Iam(principal) => Authorizer::Iam(principal),
             Identity::Jwt { claims, scopes } => Authorizer::Jwt { claims, scopes },
+            Identity::Lambda { context, .. } => Authorizer::Lambda(context),
         }
     }
 }
@@ -154,6 +155,26 @@ pub fn event(format: PayloadFormat, r: &EventRequest) -> Vec<u8> {
     };
     // Only maps with string keys, strings, numbers and JSON values: writing cannot fail.
     written.expect("an event serialises")
+}
+
+/// The event of a function authorizer (`REQUEST`, payload format 2.0) for `r`, as JSON bytes:
+/// the 2.0 event of the request (without its body, which is not read before authorization,
+/// and without `requestContext.authorizer`) plus `type`, `routeArn` and `identitySource`,
+/// the identity source values in the order declared.
+pub fn authorizer_event(r: &EventRequest, route_arn: &str, identity_source: &[String]) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct AuthorizerEventV2<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        route_arn: &'a str,
+        identity_source: &'a [String],
+        #[serde(flatten)]
+        request: EventV2<'a>,
+    }
+    let r = EventRequest { body: &[], authorizer: Authorizer::None, ..r.clone() };
+    let event = AuthorizerEventV2 { kind: "REQUEST", route_arn, identity_source, request: event_v2(&r) };
+    serde_json::to_vec(&event).expect("an event serialises")
 }
 
 /// The HTTP answer made of a function's response.
@@ -509,7 +530,7 @@ fn cookies(headers: &HeaderMap) -> Vec<String> {
 
 /// The query's pairs, decoded as a form is: `+` is a space, then percent escapes (invalid
 /// UTF-8 replaced). A key without `=` has the empty value.
-fn query_pairs(raw: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn query_pairs(raw: &str) -> impl Iterator<Item = (String, String)> + '_ {
     raw.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (form_decode(key), form_decode(value))

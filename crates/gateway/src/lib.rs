@@ -6,7 +6,7 @@
 //! - [`router`]: compiled APIs (radix trees per method), response counters, access logs.
 //! - [`request`]: the request path, stage by stage (locate → route → authorize → throttle →
 //!   integrate → account).
-//! - [`authorizers`]: one file per route authorization (`api_key`, `iam`, `jwt`).
+//! - [`authorizers`]: one file per route authorization (`api_key`, `iam`, `jwt`, `function`).
 //! - [`usage`]: API keys, usage plans, token buckets and quotas.
 //! - [`cors`]: per-API CORS, preflights answered by the gateway.
 //! - [`oip`]: the Open Inference Protocol v2 on `protocol = "oip"` routes.
@@ -85,6 +85,8 @@ struct Inner {
     usage: Usage,
     /// Tokens of `jwt:` routes.
     verifier: Verifier,
+    /// Results of `function:` authorizers, emptied whenever an API changes.
+    authorizer_cache: authorizers::function::Cache,
     /// This server's own token issuer, for JWT authorizers that name none.
     issuer: String,
     table: ArcSwap<Table>,
@@ -144,6 +146,7 @@ impl Gateway {
             iam,
             usage,
             verifier,
+            authorizer_cache: authorizers::function::Cache::default(),
             issuer,
             table: ArcSwap::from_pointee(compile_table(apis)),
             put_lock: tokio::sync::Mutex::new(()),
@@ -161,6 +164,23 @@ impl Gateway {
                     "routes.{key:?}: function {:?} does not exist; declare it under [functions.{}]",
                     route.function, route.function
                 )));
+            }
+            if let Ok(authorizers::Auth::Function(authorizer)) = authorizers::Auth::parse(route.auth.as_deref()) {
+                match self.inner.functions.get(&authorizer) {
+                    None => {
+                        return Err(invalid(format!(
+                            "routes.{key:?}.auth: authorizer function {authorizer:?} does not exist; declare it under \
+                             [functions.{authorizer}] with kind = \"process\""
+                        )));
+                    }
+                    Some(f) if !f.takes_events() => {
+                        return Err(invalid(format!(
+                            "routes.{key:?}.auth: function {authorizer:?} takes prediction bodies, not events, so it \
+                             cannot be an authorizer; use a function of kind = \"process\""
+                        )));
+                    }
+                    Some(_) => {}
+                }
             }
         }
         let compiled = Arc::new(CompiledApi::compile(name, spec.clone(), &self.inner.issuer).map_err(invalid)?);
@@ -183,6 +203,8 @@ impl Gateway {
                 apis.insert(name.to_string(), compiled.clone());
                 compile_table(apis)
             });
+            // No cached decision outlives a change of the API's authorizers or their settings.
+            self.inner.authorizer_cache.clear();
         }
         Ok(changed)
     }
@@ -198,6 +220,7 @@ impl Gateway {
             apis.remove(name);
             compile_table(apis)
         });
+        self.inner.authorizer_cache.clear();
         Ok(())
     }
 

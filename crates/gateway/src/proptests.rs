@@ -38,6 +38,7 @@ fn api(keys: impl IntoIterator<Item = String>, stages: &[String]) -> Result<Comp
         routes: keys.into_iter().map(|k| (k, RouteSpec::to("f"))).collect(),
         stages: stages.iter().map(|s| (s.clone(), StageSpec::default())).collect(),
         authorizers: Default::default(),
+        function_authorizers: Default::default(),
         cors: None,
     };
     CompiledApi::compile("api", spec, "")

@@ -6,7 +6,8 @@
 //!    HTTP APIs do.
 //! 2. **route**: the method's radix tree, then `ANY`, then `$default`; no match is 404.
 //! 3. **authorize**: the route's `auth` ([`crate::authorizers`]); `iam` reads the body here
-//!    because the signature covers it, the others decide on headers alone.
+//!    because the signature covers it; the others decide without the body (a `function:`
+//!    authorizer's function sees the rest of the request).
 //! 4. **throttle**: API key with its usage plan (throttles, then quota) or the stage/route
 //!    default throttle for everyone ([`crate::usage`]).
 //! 5. **integrate**: read the body (bounded, timed) and call the route's function, or answer
@@ -103,8 +104,14 @@ struct EventHop<'a> {
 }
 
 impl EventHop<'_> {
-    /// The route's event, in its payload format.
-    fn event(&self, iam: &nimbus_iam::Iam, request_id: &str, body: &[u8]) -> Vec<u8> {
+    /// Gives `f` the request as an event describes it.
+    fn with_request<R>(
+        &self,
+        iam: &nimbus_iam::Iam,
+        request_id: &str,
+        body: &[u8],
+        f: impl FnOnce(&crate::events::EventRequest) -> R,
+    ) -> R {
         use crate::events::{Authorizer, EventRequest};
         let authorizer = Authorizer::of(self.identity);
         let source_ip = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
@@ -130,7 +137,17 @@ impl EventHop<'_> {
             time_epoch_ms: clock::now_ms(),
             authorizer,
         };
-        crate::events::event(self.route.payload_format, &request)
+        f(&request)
+    }
+
+    /// The route's event, in its payload format.
+    fn event(&self, iam: &nimbus_iam::Iam, request_id: &str, body: &[u8]) -> Vec<u8> {
+        self.with_request(iam, request_id, body, |r| crate::events::event(self.route.payload_format, r))
+    }
+
+    /// The event of the route's function authorizer (payload format 2.0).
+    fn authorizer_event(&self, iam: &nimbus_iam::Iam, request_id: &str, route_arn: &str, values: &[String]) -> Vec<u8> {
+        self.with_request(iam, request_id, &[], |r| crate::events::authorizer_event(r, route_arn, values))
     }
 }
 
@@ -253,6 +270,45 @@ impl Gateway {
                 };
                 match authorizers::jwt::authorize(&self.inner.verifier, spec, &route.scopes, &parts.headers).await {
                     Ok(id) => (id, Err(body), format!("jwt:{name} token valid")),
+                    Err(refused) => {
+                        let d = denied(&refused);
+                        return (refused, d);
+                    }
+                }
+            }
+            Auth::Function(name) => {
+                let Some(authorizer) = api.function_authorizers.get(name) else {
+                    tracing::error!(api = %api.name, authorizer = %name, "route names an authorizer that is not compiled");
+                    let refused = Refused::message(500, "Internal Server Error")
+                        .because(format!("no authorizer function:{name}"));
+                    let d = denied(&refused);
+                    return (refused, d);
+                };
+                let route_arn = authorizers::iam::resource_arn(
+                    &self.inner.iam,
+                    &api.name,
+                    stage_name,
+                    parts.method.as_str(),
+                    route_path,
+                );
+                // The authorizer's event is the request's, before any caller is known.
+                let hop = EventHop { api, stage, route, parts, params, identity: &Identity::Anonymous, peer };
+                let event =
+                    |values: &[String]| hop.authorizer_event(&self.inner.iam, &call.request_id, &route_arn, values);
+                let decided = authorizers::function::authorize(
+                    &self.inner.functions,
+                    &self.inner.authorizer_cache,
+                    authorizer,
+                    &api.name,
+                    &parts.headers,
+                    parts.uri.query().unwrap_or(""),
+                    call,
+                    event,
+                    Instant::now(),
+                )
+                .await;
+                match decided {
+                    Ok((id, why)) => (id, Err(body), why),
                     Err(refused) => {
                         let d = denied(&refused);
                         return (refused, d);

@@ -9,6 +9,7 @@ use nimbus_functions::logs::LogBook;
 use nimbus_functions::metrics::label;
 
 use crate::authorizers::Auth;
+use crate::authorizers::function::FunctionAuthorizer;
 use crate::cors::CompiledCors;
 use crate::events::PayloadFormat;
 use crate::spec::{ApiSpec, RouteKey, parse_route_key};
@@ -65,6 +66,9 @@ pub struct CompiledApi {
     pub stage_variables: Vec<BTreeMap<String, String>>,
     /// JWT authorizers by name, with the issuer filled in.
     pub jwt: HashMap<String, nimbus_oauth::JwtAuthorizerSpec>,
+    /// Function authorizers by function name, one for every `function:NAME` a route names
+    /// (its `function_authorizers` settings, or the defaults).
+    pub function_authorizers: HashMap<String, FunctionAuthorizer>,
     /// CORS, compiled.
     pub cors: Option<CompiledCors>,
     /// Responses by (route, stage index, status).
@@ -80,12 +84,20 @@ impl CompiledApi {
         let mut by_method: HashMap<String, matchit::Router<usize>> = HashMap::new();
         let mut any = matchit::Router::new();
         let mut default = None;
+        let mut function_authorizers = HashMap::new();
         for (key, route) in &spec.routes {
             let idx = routes.len();
+            let auth = Auth::parse(route.auth.as_deref())?;
+            if let Auth::Function(name) = &auth
+                && !function_authorizers.contains_key(name)
+            {
+                let compiled = FunctionAuthorizer::compile(name, spec.function_authorizers.get(name))?;
+                function_authorizers.insert(name.clone(), compiled);
+            }
             routes.push(Route {
                 key: key.clone(),
                 function: route.function.clone(),
-                auth: Auth::parse(route.auth.as_deref())?,
+                auth,
                 scopes: route.scopes.clone(),
                 throttle: route.throttle,
                 oip: route.protocol.as_deref() == Some("oip"),
@@ -122,6 +134,7 @@ impl CompiledApi {
             stage_throttles: spec.stages.values().map(|s| s.throttle).collect(),
             stage_variables: spec.stages.values().map(|s| s.variables.clone()).collect(),
             jwt,
+            function_authorizers,
             cors: spec.cors.as_ref().map(|c| c.compile()),
             spec,
             routes,
@@ -193,6 +206,7 @@ mod tests {
             routes: keys.iter().map(|k| (k.to_string(), RouteSpec::to(&format!("f{}", k.len())))).collect(),
             stages: [("prod".to_string(), StageSpec::default())].into(),
             authorizers: Default::default(),
+            function_authorizers: Default::default(),
             cors: None,
         };
         CompiledApi::compile("t", spec, "")
@@ -240,6 +254,7 @@ mod tests {
             ]
             .into(),
             authorizers: Default::default(),
+            function_authorizers: Default::default(),
             cors: None,
         };
         spec.routes.get_mut("ANY /{proxy+}").unwrap().payload_format = Some("1.0".into());
@@ -271,6 +286,7 @@ mod tests {
             .into(),
             stages: [("prod".to_string(), StageSpec::default())].into(),
             authorizers: Default::default(),
+            function_authorizers: Default::default(),
             cors: None,
         };
         let e = CompiledApi::compile("t", spec("3.0", None), "").unwrap_err();

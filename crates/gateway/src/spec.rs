@@ -16,8 +16,12 @@
 //! [apis.titanic.stages.prod]
 //! variables = { model = "titanic" }
 //! throttle = { rate = 100, burst = 50 }     # the stage's default throttle, for every caller
+//! "POST /custom" = { function = "predict", auth = "function:authz" }  # a function authorizer
 //! [apis.titanic.authorizers.pool]           # a JWT authorizer; no issuer = the built-in one
 //! audience = ["titanic-client"]
+//! [apis.titanic.function_authorizers.authz] # optional settings of `function:authz`
+//! identity_source = ["$request.header.Authorization"]
+//! ttl_s = 300
 //! [apis.titanic.cors]
 //! allow_origins = ["https://app.example.com"]
 //! ```
@@ -40,8 +44,9 @@ pub const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
 pub struct RouteSpec {
     /// The function that answers.
     pub function: String,
-    /// Who may call: `none` (the default, as in API Gateway), `api_key`, `iam` or `jwt:NAME`
-    /// (an authorizer of this API).
+    /// Who may call: `none` (the default, as in API Gateway), `api_key`, `iam`, `jwt:NAME`
+    /// (an authorizer of this API) or `function:NAME` (a function authorizer: the function
+    /// `NAME`, which takes events, decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     /// For `jwt:` routes: the token needs at least one of these scopes (none: any token).
@@ -89,6 +94,89 @@ pub struct JwtAuthorizerSpec {
     pub jwks_url: Option<String>,
 }
 
+/// The settings of a function (Lambda) authorizer, `[apis.API.function_authorizers.FUNCTION]`:
+/// API Gateway HTTP API's `REQUEST` authorizer with payload format 2.0 and simple responses.
+/// A route with `auth = "function:FUNCTION"` and no settings gets the defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionAuthorizerSpec {
+    /// Where the caller's identity is: `$request.header.NAME` or `$request.querystring.NAME`.
+    /// A request missing any of them (or with one empty) is 401 without calling the function;
+    /// their values are the cache key. Default `["$request.header.Authorization"]`.
+    #[serde(default = "default_identity_source")]
+    pub identity_source: Vec<String>,
+    /// How long a result (allow with its context, or deny) is reused for the same identity
+    /// values, in seconds: 0 (no caching) to 3600. Default 300, as in API Gateway.
+    #[serde(default = "default_ttl_s")]
+    pub ttl_s: u32,
+    /// Only simple responses (`{"isAuthorized": bool, "context": {…}}`) are supported, so this
+    /// is always `true`; `false` is refused.
+    #[serde(default = "default_simple_responses")]
+    pub enable_simple_responses: bool,
+}
+
+/// The identity source of a function authorizer without settings.
+pub const DEFAULT_IDENTITY_SOURCE: &str = "$request.header.Authorization";
+
+/// The longest a function authorizer's result may be cached (API Gateway's limit).
+pub const MAX_AUTHORIZER_TTL_S: u32 = 3600;
+
+fn default_identity_source() -> Vec<String> {
+    vec![DEFAULT_IDENTITY_SOURCE.to_string()]
+}
+
+fn default_ttl_s() -> u32 {
+    300
+}
+
+fn default_simple_responses() -> bool {
+    true
+}
+
+impl Default for FunctionAuthorizerSpec {
+    fn default() -> FunctionAuthorizerSpec {
+        FunctionAuthorizerSpec {
+            identity_source: default_identity_source(),
+            ttl_s: default_ttl_s(),
+            enable_simple_responses: true,
+        }
+    }
+}
+
+impl FunctionAuthorizerSpec {
+    /// Checks the settings of the authorizer of function `name`; the error names the field.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let field = |f: &str| format!("function_authorizers.{name}.{f}");
+        if !self.enable_simple_responses {
+            return Err(format!(
+                "{}: only simple responses ({{\"isAuthorized\": bool, \"context\": {{…}}}}) are supported; \
+                 remove the field or set it to true",
+                field("enable_simple_responses")
+            ));
+        }
+        if self.ttl_s > MAX_AUTHORIZER_TTL_S {
+            return Err(format!(
+                "{}: {} is more than the {MAX_AUTHORIZER_TTL_S} seconds allowed; use 0 (no caching) to \
+                 {MAX_AUTHORIZER_TTL_S}",
+                field("ttl_s"),
+                self.ttl_s
+            ));
+        }
+        if self.identity_source.is_empty() && self.ttl_s > 0 {
+            return Err(format!(
+                "{}: a cached result needs an identity source to be keyed by; list one \
+                 (e.g. \"{DEFAULT_IDENTITY_SOURCE}\") or set ttl_s = 0",
+                field("identity_source")
+            ));
+        }
+        for (i, source) in self.identity_source.iter().enumerate() {
+            crate::authorizers::function::IdentitySource::parse(source)
+                .map_err(|e| format!("{}[{i}]: {e}", field("identity_source")))?;
+        }
+        Ok(())
+    }
+}
+
 /// A stage: a deployment of the API under `/{api}/{stage}/…`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +207,10 @@ pub struct ApiSpec {
     /// JWT authorizers by name, for routes with `auth = "jwt:NAME"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub authorizers: BTreeMap<String, JwtAuthorizerSpec>,
+    /// Settings of function authorizers by function name, for routes with
+    /// `auth = "function:NAME"` (optional: a route's authorizer without settings gets the defaults).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub function_authorizers: BTreeMap<String, FunctionAuthorizerSpec>,
     /// CORS for browser clients; absent: no CORS headers, preflights go to routing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<crate::cors::CorsSpec>,
@@ -238,6 +330,19 @@ impl ApiSpec {
                     "authorizers.{name}.audience: list at least one audience (an app client id for client-credentials tokens)"
                 ));
             }
+        }
+        for (name, a) in &self.function_authorizers {
+            let used = self
+                .routes
+                .values()
+                .any(|r| r.auth.as_deref().and_then(|a| a.strip_prefix("function:")) == Some(name.as_str()));
+            if !used {
+                return Err(format!(
+                    "function_authorizers.{name}: no route has auth = \"function:{name}\"; use it on a route or \
+                     remove these settings"
+                ));
+            }
+            a.validate(name)?;
         }
         if let Some(cors) = &self.cors {
             cors.validate()?;

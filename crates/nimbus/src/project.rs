@@ -44,9 +44,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use nimbus_functions::FunctionSpec;
 use nimbus_functions::bundle::MAX_ZIPPED_BYTES;
+use nimbus_functions::{FunctionKind, FunctionSpec};
 use nimbus_gateway::ApiSpec;
+use nimbus_gateway::authorizers::Auth;
 use nimbus_pipeline::PipelineSpec;
 use serde::Deserialize;
 
@@ -276,6 +277,26 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
                     route.function,
                     route.function
                 )));
+            }
+            if let Ok(Auth::Function(authorizer)) = Auth::parse(route.auth.as_deref()) {
+                let fail = |why: String| {
+                    CliError::Input(format!("{}: apis.{name}.routes.{key:?}.auth: {why}", file.display()))
+                };
+                match project.functions.get(&authorizer) {
+                    None => {
+                        return Err(fail(format!(
+                            "authorizer function {authorizer:?} is not declared; add [functions.{authorizer}] with \
+                             kind = \"process\""
+                        )));
+                    }
+                    Some(f) if f.kind != FunctionKind::Process => {
+                        return Err(fail(format!(
+                            "function {authorizer:?} is a model function, which takes prediction bodies, not events; \
+                             an authorizer must be kind = \"process\""
+                        )));
+                    }
+                    Some(_) => {}
+                }
             }
         }
     }
@@ -528,5 +549,30 @@ mod tests {
             std::fs::write(&f, project(ok)).unwrap();
             load(&f).unwrap();
         }
+    }
+
+    #[test]
+    fn a_function_authorizer_must_be_a_declared_process_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nimbus.toml");
+        let project = |authorizer: &str| {
+            format!(
+                "[functions.items]\nkind = \"process\"\ncommand = [\"python3\", \"-m\", \"awslambdaric\", \"app.items\"]\n\
+                 handler = \"app.items\"\n\
+                 [functions.authz]\nkind = \"process\"\ncommand = [\"python3\", \"-m\", \"awslambdaric\", \"auth.handler\"]\n\
+                 handler = \"auth.handler\"\n\
+                 [functions.predict]\nkind = \"model\"\nmodel_group = \"titanic\"\n\
+                 [apis.shop.routes]\n\"GET /items\" = {{ function = \"items\", auth = \"function:{authorizer}\" }}\n\
+                 [apis.shop.stages.prod]\n"
+            )
+        };
+        std::fs::write(&f, project("authz")).unwrap();
+        load(&f).expect("a process function authorizes");
+        std::fs::write(&f, project("nobody")).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("apis.shop.routes.\"GET /items\".auth") && e.contains("[functions.nobody]"), "{e}");
+        std::fs::write(&f, project("predict")).unwrap();
+        let e = load(&f).unwrap_err().to_string();
+        assert!(e.contains("model function") && e.contains("kind = \"process\""), "{e}");
     }
 }

@@ -408,6 +408,36 @@ fn each_authorizer_in_both_formats() {
 }
 
 #[test]
+fn authorizer_event_is_the_v2_event_with_type_route_arn_and_identity_source_and_no_body() {
+    let parts = Parts::busy();
+    let context = json!({ "user": "bob" });
+    // Whatever the request carried for the route, the authorizer sees no body and no
+    // earlier authorizer.
+    let r = parts.request(Authorizer::Lambda(context.as_object().unwrap()));
+    let arn = "arn:aws:execute-api:us-east-1:123456789012:shop/prod/POST/items/a%20b";
+    let values = ["allow-1".to_string(), "red,blue".to_string()];
+    let event: Value = serde_json::from_slice(&authorizer_event(&r, arn, &values)).unwrap();
+    let mut expected = parsed(PayloadFormat::V2, &r);
+    let fields = expected.as_object_mut().unwrap();
+    fields.remove("body");
+    fields.insert("isBase64Encoded".into(), json!(false));
+    fields["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    fields.insert("type".into(), json!("REQUEST"));
+    fields.insert("routeArn".into(), json!(arn));
+    fields.insert("identitySource".into(), json!(["allow-1", "red,blue"]));
+    let mut failures = Vec::new();
+    diff("authorizer event", &event, &expected, &mut failures);
+    for (field, want) in
+        [("version", json!("2.0")), ("routeKey", json!("POST /items/{id}")), ("type", json!("REQUEST"))]
+    {
+        if event[field] != want {
+            failures.push(format!("{field}: {}, expected {want}", event[field]));
+        }
+    }
+    report(failures);
+}
+
+#[test]
 fn authorizer_of_each_identity() {
     let alice = nimbus_iam::Principal {
         user: "alice".into(),
@@ -420,6 +450,10 @@ fn authorizer_of_each_identity() {
     assert!(matches!(Authorizer::of(&Identity::Iam(alice)), Authorizer::Iam(p) if p.user == "alice"));
     let jwt = Identity::Jwt { claims: Map::new(), scopes: vec!["a/b".into()] };
     assert!(matches!(Authorizer::of(&jwt), Authorizer::Jwt { scopes, .. } if scopes == ["a/b"]));
+    let context = json!({ "user": "alice" }).as_object().unwrap().clone();
+    let lambda = Identity::Lambda { function: "authz".into(), context: std::sync::Arc::new(context) };
+    assert!(matches!(Authorizer::of(&lambda), Authorizer::Lambda(c) if c["user"] == "alice"));
+    assert_eq!(lambda.principal(), "function:authz");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod crash;
 mod docs;
 mod examples_functions;
 mod function_code;
+mod functions_authorizers;
 mod functions_process;
 mod hardening_http;
 mod hardening_processes;
