@@ -318,10 +318,16 @@ impl Function {
             self.logs.push(clock::now_ms(), [logs::start_line(request_id, &self.version)]);
         }
         let limit = timeout.as_secs_f64();
-        let result = tokio::time::timeout(timeout, work(slot)).await.unwrap_or_else(|_| {
+        let result = match tokio::time::timeout(timeout, work(slot)).await {
+            // Work that finished past its limit (the timer's granularity is a millisecond) ran
+            // longer than allowed all the same.
+            Ok(Ok(_)) if started.elapsed() > timeout => Err(InvokeError::Timeout(limit)),
+            Ok(r) => r,
+            Err(_) => Err(InvokeError::Timeout(limit)),
+        };
+        if matches!(result, Err(InvokeError::Timeout(_))) {
             self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
-            Err(InvokeError::Timeout(limit))
-        });
+        }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let (init, used) = match &result {
             Ok(ran) => (ran.init_ms, ran.memory_mb),

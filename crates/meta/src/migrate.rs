@@ -32,18 +32,18 @@ pub const MIGRATIONS: &[Migration] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 pub(crate) async fn run(db: &Db) -> Result<(), MetaError> {
-    let pool = db.pool();
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS nimbus_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
     let mut tx = db.write().await?;
     if db.backend() == Backend::Postgres {
         // Held until the transaction ends: one replica migrates, the others wait and then
-        // find nothing left to do.
+        // find nothing left to do. Taken before the schema table is made: two concurrent
+        // `CREATE TABLE IF NOT EXISTS` of a new table collide in PostgreSQL's catalog.
         sqlx::query("SELECT pg_advisory_xact_lock(7243001)").execute(&mut *tx.tx).await?;
     }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS nimbus_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx.tx)
+    .await?;
     let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM nimbus_schema")
         .fetch_one(&mut *tx.tx)
         .await?

@@ -22,13 +22,13 @@ fn cannot_read_the_data_dir(flags: &[&str]) {
     // The start-up log names the protection in force; on a machine without any, process steps
     // would be refused or unconfined, and this test means to notice.
     let log = n.server_log();
-    let line = log.lines().find(|l| l.contains("process steps: ")).unwrap_or_else(|| panic!("no sandbox line: {log}"));
+    let line = log.lines().find(|l| l.contains("process steps and functions: ")).unwrap_or_else(|| panic!("no sandbox line: {log}"));
     let data_dir = std::fs::canonicalize(n.data_dir()).unwrap();
-    let landlock = format!("process steps: sandboxed with Landlock (no access to {} for commands)", data_dir.display());
+    let landlock = format!("process steps and functions: sandboxed with Landlock (no access to {} for commands)", data_dir.display());
     if flags.is_empty() {
-        assert!(line.contains(&landlock) || line.contains("process steps: sandboxed as uid 65534"), "{line}");
+        assert!(line.contains(&landlock) || line.contains("process steps and functions: sandboxed as uid 65534"), "{line}");
     } else {
-        assert!(line.contains("process steps: sandboxed as uid 65534"), "{line}");
+        assert!(line.contains("process steps and functions: sandboxed as uid 65534"), "{line}");
     }
     eprintln!("protection: {line}");
 
@@ -548,7 +548,7 @@ fn landlock_scopes_signals() -> bool {
 #[test]
 fn a_process_step_cannot_signal_the_server() {
     let n = Nimbus::start(&Backend::Sqlite);
-    if n.server_log().contains("process steps: sandboxed with Landlock") && !landlock_scopes_signals() {
+    if n.server_log().contains("process steps and functions: sandboxed with Landlock") && !landlock_scopes_signals() {
         eprintln!("skipping: this kernel's Landlock cannot scope signals (before ABI 6)");
         return;
     }
