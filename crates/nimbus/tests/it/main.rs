@@ -13,6 +13,7 @@ mod cli_errors;
 mod crash;
 mod docs;
 mod functions_process;
+mod functions_versions;
 mod hardening_http;
 mod hardening_processes;
 mod hardening_serving;
