@@ -67,6 +67,21 @@ pub fn alias(value: &str) -> Result<(), InvalidName> {
     )
 }
 
+/// Function alias names follow Lambda: 1–128 characters of `A-Z a-z 0-9 - _`, not all digits
+/// (a number names a published version).
+pub fn function_alias(value: &str) -> Result<(), InvalidName> {
+    let b = value.as_bytes();
+    let ok = (1..=128).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        && !b.iter().all(u8::is_ascii_digit);
+    check(
+        "function alias",
+        value,
+        "use 1-128 characters of A-Z, a-z, 0-9, '-' and '_', not all digits (a number names a version)",
+        ok,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +107,10 @@ mod tests {
         assert!(resource("model group", "titanic").is_ok());
         assert!(resource("model group", "Titanic_Model-2").is_ok());
         assert!(resource("model group", "bad/name").is_err());
+        for (name, ok) in [("live", true), ("Live_2-b", true), ("12", false), ("", false), ("$LATEST", false)] {
+            assert_eq!(function_alias(name).is_ok(), ok, "function alias {name}");
+        }
+        assert!(function_alias(&"a".repeat(128)).is_ok() && function_alias(&"a".repeat(129)).is_err());
         let err = alias("Bad").unwrap_err().to_string();
         assert!(err.contains("invalid alias name \"Bad\""), "{err}");
     }

@@ -113,8 +113,6 @@ pub(crate) struct Ran<T> {
     pub init_ms: Option<f64>,
     /// Memory used, MB.
     pub memory_mb: u64,
-    /// The version that ran, when not the function's own (an alias's pick).
-    pub version: Option<String>,
 }
 
 /// What runs behind a function.
@@ -151,13 +149,21 @@ impl Drop for Slot {
 }
 
 impl Function {
-    /// A function that has started nothing yet.
-    pub(crate) fn new(name: String, spec: FunctionSpec, arn: String, runtime: Runtime, logs: Arc<LogBook>) -> Self {
+    /// A function that has started nothing yet; `version` is `$LATEST` or a published
+    /// version's number.
+    pub(crate) fn new(
+        name: String,
+        version: String,
+        spec: FunctionSpec,
+        arn: String,
+        runtime: Runtime,
+        logs: Arc<LogBook>,
+    ) -> Self {
         Function {
             name,
             spec,
             arn,
-            version: "$LATEST".into(),
+            version,
             logs,
             metrics: FunctionMetrics::default(),
             runtime,
@@ -338,10 +344,9 @@ impl Function {
         }
         let duration_ms = total_ms - init.unwrap_or(0.0);
         self.metrics.duration.observe(duration_ms / 1e3);
-        let version = result.as_ref().ok().and_then(|r| r.version.as_deref()).unwrap_or(&self.version);
         let mut lines = Vec::with_capacity(4);
         if !streams {
-            lines.push(logs::start_line(request_id, version));
+            lines.push(logs::start_line(request_id, &self.version));
         }
         if let Err(e) = &result {
             if matches!(e, InvokeError::Busy { .. }) {
@@ -435,7 +440,7 @@ mod tests {
             workers,
             logs.clone(),
         ));
-        let f = Function::new("f".into(), spec, "arn".into(), runtime, logs);
+        let f = Function::new("f".into(), crate::LATEST.into(), spec, "arn".into(), runtime, logs);
         (dir, f)
     }
 

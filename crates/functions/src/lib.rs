@@ -10,6 +10,8 @@
 //!   sandbox, with a memory limit; cold starts, reuse, scale to zero and `min_instances`;
 //! - [`bundle`]: code bundles (zip) unpacked once into read-only task roots, requirements
 //!   installed with pip.
+//! - [`versions`]: published versions (frozen declarations, a model pinned) and aliases
+//!   with weighted routing; [`Functions::resolve`] picks the function a qualifier names.
 //! - [`queue`]: asynchronous invocations kept in the metadata database, retried, and their
 //!   failures.
 //! - [`protocol`]: prediction request bodies in, `{"predictions": …}` out.
@@ -31,6 +33,7 @@ pub mod process;
 pub mod protocol;
 pub mod queue;
 pub mod spec;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -52,6 +55,7 @@ pub use model::Loaded;
 pub use process::ProcessHost;
 pub use protocol::Answer;
 pub use spec::{FunctionKind, FunctionSpec};
+pub use versions::{Alias, LATEST, Qualifier, Version};
 
 /// The metadata kind of stored function declarations.
 const KIND: &str = "function";
@@ -68,6 +72,16 @@ pub enum FunctionsError {
     /// No such function.
     #[error("function {0:?} does not exist")]
     NotFound(String),
+    /// The function has no such published version.
+    #[error("function {function} has no version {version}; see `nimbus functions versions {function}`")]
+    VersionNotFound { function: String, version: i64 },
+    /// The function has no such alias.
+    #[error("function {function} has no alias {alias:?}; see `nimbus functions alias list {function}`")]
+    AliasNotFound { function: String, alias: String },
+    /// The current declaration cannot be published as it stands (a model selector that names
+    /// no version).
+    #[error("function {name}: cannot publish: {reason}")]
+    NotPublishable { name: String, reason: String },
     #[error(transparent)]
     Meta(#[from] nimbus_meta::MetaError),
 }
@@ -77,9 +91,12 @@ struct Inner {
     store: Store,
     registry: Registry,
     partition: Partition,
+    /// Each function's current declaration (`$LATEST`), by name.
     table: ArcSwap<HashMap<String, Arc<Function>>>,
-    /// Held by every create, replace and delete: the `default` check, the stored declaration
-    /// and the table change as one step.
+    /// Each function's published versions and aliases, by function name.
+    published: ArcSwap<HashMap<String, Arc<versions::Published>>>,
+    /// Held by every create, replace, delete, publish and alias change: the `default` check,
+    /// the stored rows and the tables change as one step.
     put_lock: tokio::sync::Mutex<()>,
     /// The bounded pool of blocking prediction work, shared by every function.
     workers: Arc<tokio::sync::Semaphore>,
@@ -119,6 +136,7 @@ impl Functions {
             host,
             queue_wake: tokio::sync::Notify::new(),
             table: ArcSwap::from_pointee(HashMap::new()),
+            published: ArcSwap::from_pointee(HashMap::new()),
             put_lock: tokio::sync::Mutex::new(()),
             workers: Arc::new(tokio::sync::Semaphore::new(prediction_workers())),
         });
@@ -126,7 +144,7 @@ impl Functions {
         let mut table = HashMap::new();
         for stored in functions.inner.db.specs(KIND).await? {
             match serde_json::from_str::<FunctionSpec>(&stored.spec) {
-                Ok(spec) => match functions.build(&stored.name, spec) {
+                Ok(spec) => match functions.build(&stored.name, None, spec) {
                     Ok(f) => {
                         table.insert(stored.name.clone(), Arc::new(f));
                     }
@@ -136,22 +154,32 @@ impl Functions {
             }
         }
         functions.inner.table.store(Arc::new(table));
+        let published = functions.load_published().await?;
+        functions.inner.published.store(Arc::new(published));
         functions.spawn_watcher();
         functions.spawn_reaper();
         Ok(functions)
     }
 
-    fn build(&self, name: &str, spec: FunctionSpec) -> Result<Function, FunctionsError> {
+    /// The run-time function of a declaration: `$LATEST` (`published` is `None`) or a
+    /// published version, each with its own ARN, runtime, logs and metrics.
+    fn build(&self, name: &str, published: Option<i64>, spec: FunctionSpec) -> Result<Function, FunctionsError> {
         let selector = spec
             .validate(name)
             .and_then(|selector| spec.validate_stored().map(|()| selector))
             .map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let p = &self.inner.partition;
-        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
+        let version = published.map_or_else(|| LATEST.to_string(), |n| n.to_string());
+        let (arn, display) = match published {
+            None => (format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account), name.to_string()),
+            Some(n) => {
+                (format!("arn:aws:lambda:{}:{}:function:{name}:{n}", p.region, p.account), format!("{name}:{n}"))
+            }
+        };
         let logs = Arc::new(logs::LogBook::default());
         let runtime = match spec.kind {
             FunctionKind::Model => Runtime::Model(model::ModelRuntime::new(
-                name,
+                &display,
                 spec.model_group.clone().unwrap_or_default(),
                 selector,
                 spec.memory_mb,
@@ -162,14 +190,22 @@ impl Functions {
             )),
             FunctionKind::Process => Runtime::Process(process::ProcessRuntime::new(
                 name,
+                &version,
                 &arn,
-                spec.clone(),
+                // `min_instances` keeps `$LATEST` warm. A published version scales to zero:
+                // warming every version ever published would multiply idle instances with each
+                // publish (Lambda keeps versions warm only by provisioned concurrency, set per
+                // alias or version, not frozen in it).
+                FunctionSpec {
+                    min_instances: if published.is_some() { 0 } else { spec.min_instances },
+                    ..spec.clone()
+                },
                 self.inner.host.clone(),
                 self.inner.store.clone(),
                 logs.clone(),
             )),
         };
-        Ok(Function::new(name.to_string(), spec, arn, runtime, logs))
+        Ok(Function::new(name.to_string(), version, spec, arn, runtime, logs))
     }
 
     /// Creates or replaces a function. Returns `false` when the stored declaration was already
@@ -178,7 +214,7 @@ impl Functions {
         spec.validate(name).map_err(|reason| FunctionsError::Invalid { name: name.to_string(), reason })?;
         let _one_at_a_time = self.inner.put_lock.lock().await;
         self.seal_secrets(name, &mut spec)?;
-        let function = Arc::new(self.build(name, spec.clone())?);
+        let function = Arc::new(self.build(name, None, spec.clone())?);
         if spec.default
             && let Some(other) = self.list().into_iter().find(|f| f.spec.default && f.name != name)
         {
@@ -227,13 +263,37 @@ impl Functions {
         Ok(())
     }
 
-    /// Removes a function.
+    /// Removes a function with its published versions and aliases, in one transaction: a
+    /// function created again under this name starts again at version 1.
     pub async fn delete(&self, name: &str) -> Result<(), FunctionsError> {
+        use nimbus_meta::sqlx;
         let _one_at_a_time = self.inner.put_lock.lock().await;
-        if !self.inner.db.delete_spec(KIND, name).await? {
+        let sql = |e: sqlx::Error| FunctionsError::Meta(e.into());
+        let mut tx = self.inner.db.write().await?;
+        let removed = sqlx::query("DELETE FROM specs WHERE kind = $1 AND name = $2")
+            .bind(KIND)
+            .bind(name)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(sql)?
+            .rows_affected();
+        if removed == 0 {
             return Err(FunctionsError::NotFound(name.to_string()));
         }
+        for table in ["function_versions", "function_aliases"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE function_name = $1"))
+                .bind(name)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(sql)?;
+        }
+        tx.commit().await?;
         self.inner.table.rcu(|table| {
+            let mut table = HashMap::clone(table);
+            table.remove(name);
+            table
+        });
+        self.inner.published.rcu(|table| {
             let mut table = HashMap::clone(table);
             table.remove(name);
             table
@@ -241,7 +301,7 @@ impl Functions {
         Ok(())
     }
 
-    /// The function called `name`.
+    /// The function called `name`, as currently declared (`$LATEST`).
     pub fn get(&self, name: &str) -> Option<Arc<Function>> {
         self.inner.table.load().get(name).cloned()
     }
@@ -275,12 +335,11 @@ impl Functions {
                     Err(RecvError::Closed) => return,
                 };
                 let Some(inner) = weak.upgrade() else { return };
-                let affected: Vec<Arc<Function>> = inner
-                    .table
-                    .load()
-                    .values()
+                // Published versions too: a pinned model that is deleted or rejected is unloaded.
+                let affected: Vec<Arc<Function>> = Functions { inner }
+                    .everything()
+                    .into_iter()
                     .filter(|f| group.as_deref().is_none_or(|g| f.group() == g))
-                    .cloned()
                     .collect();
                 for f in affected {
                     // Loads run in the background; requests keep using the current model.
@@ -299,17 +358,27 @@ impl Functions {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let now = clock::now_ms();
-                for f in inner.table.load().values() {
+                for f in (Functions { inner }).everything() {
                     f.unload_if_idle(now);
                 }
             }
         });
     }
 
-    /// The Prometheus text of every function's counters.
+    /// The Prometheus text of every function's counters. `$LATEST` is labelled by `function`
+    /// alone (as before versions existed); each published version adds `version="N"`.
     pub fn render_metrics(&self, out: &mut String) {
         use metrics::{family, label};
-        let all = self.list();
+        let published = self.inner.published.load();
+        let mut all: Vec<(Arc<Function>, String)> = Vec::new();
+        for f in self.list() {
+            let labels = format!("function=\"{}\"", label(&f.name));
+            let versions = published.get(&f.name).map(|p| p.versions.values().cloned().collect::<Vec<_>>());
+            all.push((f, labels.clone()));
+            for v in versions.unwrap_or_default() {
+                all.push((v.function.clone(), format!("{labels},version=\"{}\"", v.number)));
+            }
+        }
         type Counter = (&'static str, &'static str, fn(&Function) -> u64);
         let counters: [Counter; 5] = [
             ("nimbus_function_invocations_total", "Invocations, including errors and throttles.", |f| {
@@ -330,31 +399,22 @@ impl Functions {
         ];
         for (name, help, value) in counters {
             family(out, name, "counter", help);
-            for f in &all {
-                let _ = writeln!(out, "{name}{{function=\"{}\"}} {}", label(&f.name), value(f));
+            for (f, labels) in &all {
+                let _ = writeln!(out, "{name}{{{labels}}} {}", value(f));
             }
         }
         family(out, "nimbus_function_concurrent_executions", "gauge", "Invocations running now.");
-        for f in &all {
-            let _ = writeln!(
-                out,
-                "nimbus_function_concurrent_executions{{function=\"{}\"}} {}",
-                label(&f.name),
-                f.in_flight()
-            );
+        for (f, labels) in &all {
+            let _ = writeln!(out, "nimbus_function_concurrent_executions{{{labels}}} {}", f.in_flight());
         }
         family(out, "nimbus_function_loaded_version", "gauge", "The model version in memory; 0 when scaled to zero.");
-        for f in &all {
+        for (f, labels) in &all {
             let v = f.loaded().map(|l| l.version).unwrap_or(0);
-            let _ = writeln!(out, "nimbus_function_loaded_version{{function=\"{}\"}} {v}", label(&f.name));
+            let _ = writeln!(out, "nimbus_function_loaded_version{{{labels}}} {v}");
         }
         family(out, "nimbus_function_duration_seconds", "histogram", "Invocation duration, excluding the cold start.");
-        for f in &all {
-            f.metrics.duration.render(
-                out,
-                "nimbus_function_duration_seconds",
-                &format!("function=\"{}\"", label(&f.name)),
-            );
+        for (f, labels) in &all {
+            f.metrics.duration.render(out, "nimbus_function_duration_seconds", labels);
         }
     }
 }

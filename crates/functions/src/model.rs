@@ -261,6 +261,6 @@ impl ModelRuntime {
             drop(slot);
             answer
         };
-        Ok(Ran { value: answer, init_ms, memory_mb: loaded.size_mb, version: None })
+        Ok(Ran { value: answer, init_ms, memory_mb: loaded.size_mb })
     }
 }

@@ -79,6 +79,9 @@ pub struct FailedEvent {
 struct Claimed {
     id: String,
     function: String,
+    /// `$LATEST`, a version or an alias: resolved at each attempt, so an alias's weights
+    /// apply per attempt.
+    qualifier: String,
     payload: String,
     attempts: i64,
 }
@@ -221,7 +224,7 @@ impl Functions {
         }
         let now = clock::now_ms();
         let rows = sqlx::query(
-            "SELECT id, function_name, payload, attempts FROM function_events \
+            "SELECT id, function_name, qualifier, payload, attempts FROM function_events \
              WHERE status = 'queued' AND due_ms <= $1 AND lease_until_ms < $1 ORDER BY due_ms LIMIT $2",
         )
         .bind(now)
@@ -233,10 +236,11 @@ impl Functions {
             let event = Claimed {
                 id: r.try_get("id")?,
                 function: r.try_get("function_name")?,
+                qualifier: r.try_get("qualifier")?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
             };
-            let timeout_s = self.get(&event.function).map_or(60.0, |f| f.spec.timeout_s);
+            let timeout_s = self.resolve(&event.function, Some(&event.qualifier)).map_or(60.0, |f| f.spec.timeout_s);
             let lease_until = now + ((timeout_s + 60.0) * 1000.0) as i64;
             let won = self
                 .inner
@@ -262,17 +266,23 @@ impl Functions {
     /// Runs one claimed event and records what came of it.
     async fn run_event(&self, event: Claimed) {
         let now = clock::now_ms;
-        let Some(function) = self.get(&event.function) else {
-            let error = serde_json::json!({
-                "errorMessage": format!("function {} was deleted before the event ran", event.function),
-                "errorType": "ResourceNotFoundException"
-            });
-            self.settle(
-                &event.id,
-                Settle::Failed { attempts: event.attempts, error: error.to_string(), request_id: None },
-            )
-            .await;
-            return;
+        let function = match self.resolve(&event.function, Some(&event.qualifier)) {
+            Ok(f) => f,
+            Err(e) => {
+                let message = match e {
+                    FunctionsError::NotFound(_) => {
+                        format!("function {} was deleted before the event ran", event.function)
+                    }
+                    other => format!("{other} (the event was sent to {}:{})", event.function, event.qualifier),
+                };
+                let error = serde_json::json!({ "errorMessage": message, "errorType": "ResourceNotFoundException" });
+                self.settle(
+                    &event.id,
+                    Settle::Failed { attempts: event.attempts, error: error.to_string(), request_id: None },
+                )
+                .await;
+                return;
+            }
         };
         let call = Call::new();
         let result = function.invoke_event(&call, Bytes::from(event.payload.clone())).await;

@@ -159,11 +159,16 @@ impl Gateway {
     pub async fn put(&self, name: &str, spec: ApiSpec, actor: &str) -> Result<bool, GatewayError> {
         let invalid = |reason: String| GatewayError::Invalid { name: name.to_string(), reason };
         for (key, route) in &spec.routes {
-            if self.inner.functions.get(&route.function).is_none() {
+            // `NAME` or `NAME:QUALIFIER`: the function must exist; its version or alias is
+            // resolved at each request, so one may be published or aliased later.
+            let (function, qualifier) = nimbus_functions::versions::split_target(&route.function);
+            if self.inner.functions.get(function).is_none() {
                 return Err(invalid(format!(
-                    "routes.{key:?}: function {:?} does not exist; declare it under [functions.{}]",
-                    route.function, route.function
+                    "routes.{key:?}: function {function:?} does not exist; declare it under [functions.{function}]"
                 )));
+            }
+            if let Some(q) = qualifier {
+                nimbus_functions::Qualifier::parse(q).map_err(|e| invalid(format!("routes.{key:?}.function: {e}")))?;
             }
             if let Ok(authorizers::Auth::Function(authorizer)) = authorizers::Auth::parse(route.auth.as_deref()) {
                 match self.inner.functions.get(&authorizer) {

@@ -25,7 +25,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use nimbus_core::clock;
-use nimbus_functions::{Answer, Call, InvokeError};
+use nimbus_functions::{Answer, Call, Function, InvokeError};
 use serde_json::json;
 
 use crate::authorizers::{self, Auth, Identity};
@@ -356,11 +356,19 @@ impl Gateway {
                 Err(refused) => return (refused, allowed),
             },
         };
-        let answer = if self.inner.functions.get(&route.function).is_some_and(|f| f.takes_events()) {
+        // `NAME`, `NAME:3` or `NAME:live`: an alias picks one of its versions here, once.
+        let f = match self.inner.functions.resolve_target(&route.function) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(function = %route.function, "route integration names no function that runs: {e}");
+                return (Refused::message(500, "Internal Server Error"), allowed);
+            }
+        };
+        let answer = if f.takes_events() {
             let hop = EventHop { api, stage, route, parts, params, identity: &identity, peer };
-            self.integrate_event(&hop, call, &body).await
+            self.integrate_event(&hop, &f, call, &body).await
         } else {
-            self.integrate(route, parts, route_path, call, &body).await
+            self.integrate(route, &f, parts, route_path, call, &body).await
         };
         (answer, allowed)
     }
@@ -369,12 +377,8 @@ impl Gateway {
     /// stops at the call's deadline itself (writing its REPORT); the outer limit is a backstop.
     /// Calls a process function with the route's API Gateway event and turns its response
     /// into the HTTP answer by the route's payload format (a malformed one is 502).
-    async fn integrate_event(&self, hop: &EventHop<'_>, call: &Call, body: &[u8]) -> Refused {
+    async fn integrate_event(&self, hop: &EventHop<'_>, f: &Function, call: &Call, body: &[u8]) -> Refused {
         let function = hop.route.function.as_str();
-        let Some(f) = self.inner.functions.get(function) else {
-            tracing::error!(function, "route integration names a function that does not exist");
-            return Refused::message(500, "Internal Server Error");
-        };
         let event = hop.event(&self.inner.iam, &call.request_id, body);
         let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
         let format = hop.route.payload_format;
@@ -411,17 +415,21 @@ impl Gateway {
         }
     }
 
-    async fn integrate(&self, route: &Route, parts: &Parts, route_path: &str, call: &Call, body: &[u8]) -> Refused {
+    async fn integrate(
+        &self,
+        route: &Route,
+        f: &Function,
+        parts: &Parts,
+        route_path: &str,
+        call: &Call,
+        body: &[u8],
+    ) -> Refused {
         let function = route.function.as_str();
-        let Some(f) = self.inner.functions.get(function) else {
-            tracing::error!(function, "route integration names a function that does not exist");
-            return Refused::message(500, "Internal Server Error");
-        };
         let backstop = MAX_INTEGRATION_TIMEOUT + Duration::from_secs(1);
         if route.oip {
             return match tokio::time::timeout(
                 backstop,
-                crate::oip::answer(&f, call, parts.method.as_str(), route_path, body),
+                crate::oip::answer(f, call, parts.method.as_str(), route_path, body),
             )
             .await
             {

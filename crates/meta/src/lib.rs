@@ -18,7 +18,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use migrate::{MIGRATIONS, Migration, SCHEMA_VERSION};
-pub use specs::StoredSpec;
+pub use specs::{StoredSpec, digest as spec_digest};
 pub use sqlx;
 
 /// Errors of the metadata layer.

@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "holds and leases", sql: include_str!("../migrations/0004_holds_and_leases.sql") },
     Migration { version: 5, name: "access control", sql: include_str!("../migrations/0005_access_control.sql") },
     Migration { version: 6, name: "function events", sql: include_str!("../migrations/0006_function_events.sql") },
+    Migration { version: 7, name: "function versions", sql: include_str!("../migrations/0007_function_versions.sql") },
 ];
 
 /// The schema version this binary brings a database to.

@@ -32,6 +32,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<StoredSpec, MetaError> {
     })
 }
 
+/// The digest of a stored document: the hex SHA-256 of its JSON text.
+pub fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
 impl Db {
     /// Creates or replaces the document `kind`/`name` with `spec` as JSON; its digest is the
     /// hex SHA-256 of that text. Returns whether anything changed.
@@ -44,7 +49,7 @@ impl Db {
         actor: &str,
     ) -> Result<bool, MetaError> {
         let text = serde_json::to_string(spec).expect("declarations serialise");
-        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let digest = digest(&text);
         let (spec, digest) = (text.as_str(), digest.as_str());
         let mut tx = self.write().await?;
         let current: Option<String> = sqlx::query("SELECT digest FROM specs WHERE kind = $1 AND name = $2")

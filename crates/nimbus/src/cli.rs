@@ -69,7 +69,7 @@ pub enum Command {
     Apis(ApisCommand),
     /// Recent log lines of a function (START/END/REPORT) or, with --api, an API's access log
     Logs {
-        /// Function name (or API name with --api)
+        /// Function name, NAME:VERSION for a published version's log (or API name with --api)
         name: String,
         /// Read the access log of the API called NAME
         #[arg(long)]
@@ -153,6 +153,40 @@ pub enum FunctionsCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Freeze the function's current declaration as its next version (a model function's
+    /// version keeps serving the model version its selector names now)
+    Publish {
+        name: String,
+        /// What this version is
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// The function's published versions, with $LATEST first
+    Versions { name: String },
+    /// Aliases of a function: set (with a weighted second version), list, delete
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCommand {
+    /// Create or change an alias: it sends invocations to VERSION, and with --weight a share
+    /// of them to another version
+    Set {
+        name: String,
+        alias: String,
+        /// $LATEST or a published version number
+        version: String,
+        /// Send this share of invocations to another published version, e.g. 4=0.1
+        #[arg(long, value_name = "VERSION=WEIGHT")]
+        weight: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// The function's aliases and where they send invocations
+    List { name: String },
+    /// Delete an alias (refused while an API route names it)
+    Delete { name: String, alias: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -270,13 +270,18 @@ pub fn load(path: &Path) -> Result<Project, CliError> {
             }
         }
         for (key, route) in &spec.routes {
-            if !project.functions.contains_key(&route.function) {
+            // `NAME`, or `NAME:QUALIFIER` for a published version or an alias of NAME.
+            let (function, qualifier) = nimbus_functions::versions::split_target(&route.function);
+            if !project.functions.contains_key(function) {
                 return Err(CliError::Input(format!(
-                    "{}: apis.{name}.routes.{key:?}: function {:?} is not declared; add [functions.{}]",
+                    "{}: apis.{name}.routes.{key:?}: function {function:?} is not declared; add [functions.{function}]",
                     file.display(),
-                    route.function,
-                    route.function
                 )));
+            }
+            if let Some(q) = qualifier {
+                nimbus_functions::Qualifier::parse(q).map_err(|e| {
+                    CliError::Input(format!("{}: apis.{name}.routes.{key:?}.function: {e}", file.display()))
+                })?;
             }
             if let Ok(Auth::Function(authorizer)) = Auth::parse(route.auth.as_deref()) {
                 let fail = |why: String| {

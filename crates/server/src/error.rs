@@ -167,6 +167,8 @@ impl From<nimbus_functions::FunctionsError> for ApiError {
         let (status, code) = match &e {
             F::Invalid { .. } => (StatusCode::BAD_REQUEST, "ValidationError"),
             F::NotFound(_) => (StatusCode::NOT_FOUND, "FunctionNotFound"),
+            F::VersionNotFound { .. } | F::AliasNotFound { .. } => (StatusCode::NOT_FOUND, "NotFoundException"),
+            F::NotPublishable { .. } => (StatusCode::CONFLICT, "ResourceConflictException"),
             F::Meta(_) => return internal(e),
         };
         ApiError { status, code, message: e.to_string() }

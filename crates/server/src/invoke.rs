@@ -1,8 +1,10 @@
 //! Lambda's Invoke API: `POST /2015-03-31/functions/{name}/invocations`, SigV4-signed with
 //! service `lambda` as boto3 and the AWS CLI sign it.
 //!
-//! `X-Amz-Invocation-Type` is `RequestResponse` (default: the function's answer), `Event`
-//! (202, runs in the background) or `DryRun` (204, checks only). `X-Amz-Log-Type: Tail`
+//! `?Qualifier=` (or `NAME:QUALIFIER` in the path) names `$LATEST`, a published version or an
+//! alias ([`nimbus_functions::Functions::resolve`]); `X-Amz-Executed-Version` says which
+//! version ran. `X-Amz-Invocation-Type` is `RequestResponse` (default: the function's answer),
+//! `Event` (202, runs in the background) or `DryRun` (204, checks only). `X-Amz-Log-Type: Tail`
 //! returns the invocation's log lines, base64, in `X-Amz-Log-Result`. A function error answers
 //! 200 with `X-Amz-Function-Error: Unhandled` and `{"errorMessage", "errorType"}`, as AWS does.
 //! The local emulator's path, `/2015-03-31/functions/function/invocations`, invokes the
@@ -54,13 +56,30 @@ fn lambda_error(status: StatusCode, error_type: &'static str, message: String) -
 
 pub async fn invoke(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(target): Path<String>,
     Query(q): Query<InvokeQuery>,
     req: Request,
 ) -> Response {
+    // `NAME:QUALIFIER` in the path is the same as `?Qualifier=` (Lambda's partial form); both
+    // must agree when both are given.
+    let (name, in_path) = nimbus_functions::versions::split_target(&target);
+    let qualifier = match (q.qualifier.as_deref(), in_path) {
+        (Some(a), Some(b)) if a != b => {
+            return lambda_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                format!(
+                    "The derived qualifier from the function name ({b}) does not match the specified qualifier ({a})"
+                ),
+            );
+        }
+        (a, b) => a.or(b).filter(|q| *q != nimbus_functions::LATEST),
+    };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let emulator = name == EMULATOR_NAME && state.functions.get(EMULATOR_NAME).is_none();
     let local = peer.is_some_and(|p| p.ip().is_loopback());
+    let p = &state.partition;
+    let unqualified_arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
     let req = if emulator && local && state.allow_unsigned_local_invoke {
         req
     } else {
@@ -68,9 +87,13 @@ pub async fn invoke(
             Ok(req) => req,
             Err(e) => return lambda_refusal(e),
         };
-        // `lambda:InvokeFunction` on the function's ARN, as Lambda checks it.
-        let p = &state.partition;
-        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", p.region, p.account);
+        // `lambda:InvokeFunction` on the ARN the caller named, as Lambda checks it: a version
+        // or alias is its own resource (`function:NAME:live`), which `function:NAME` does not
+        // cover.
+        let arn = match qualifier {
+            Some(q) => format!("{unqualified_arn}:{q}"),
+            None => unqualified_arn.clone(),
+        };
         let principal = req.extensions().get::<nimbus_iam::Principal>().cloned();
         let facts = crate::auth::request_facts(req.extensions());
         if let Err(e) = crate::auth::authorize(&state, principal.as_ref(), &facts, ACTION, &arn).await {
@@ -90,34 +113,43 @@ pub async fn invoke(
         }
         Err(e) => return lambda_refusal(crate::auth::body_error(e, 0)),
     };
-    let function = if emulator { state.functions.default_function() } else { state.functions.get(&name) };
-    let Some(function) = function else {
-        let p = &state.partition;
+    let base = if emulator { state.functions.default_function() } else { state.functions.get(name) };
+    let Some(base) = base else {
         let message = if emulator {
             "no default function: mark one with default = true in nimbus.toml, or name it in the path".to_string()
         } else {
-            format!("Function not found: arn:aws:lambda:{}:{}:function:{name}", p.region, p.account)
+            format!("Function not found: {unqualified_arn}")
         };
         return lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", message);
     };
-    if let Some(q) = q.qualifier.as_deref().filter(|q| *q != "$LATEST") {
-        return lambda_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            format!(
-                "Function not found: {}:{q} (only $LATEST exists; published versions and aliases are not built yet)",
-                function.arn
-            ),
-        );
-    }
+    let function = match state.functions.resolve(&base.name, qualifier) {
+        Ok(f) => f,
+        Err(e @ nimbus_functions::FunctionsError::Invalid { .. }) => {
+            return lambda_error(StatusCode::BAD_REQUEST, "InvalidParameterValueException", e.to_string());
+        }
+        Err(e) => {
+            let q = qualifier.unwrap_or_default();
+            return lambda_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!("Function not found: {}:{q} ({e})", base.arn),
+            );
+        }
+    };
     let header = |h: &str| parts.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
     match header("x-amz-invocation-type") {
         "" | "RequestResponse" => request_response(function, payload, header("x-amz-log-type") == "Tail").await,
         "Event" => {
-            let qualifier = q.qualifier.as_deref().unwrap_or("$LATEST");
-            match state.functions.enqueue(&function.name, qualifier, &payload).await {
+            // The qualifier as given is queued: an alias picks its version at each attempt, so
+            // which version will run is not known yet.
+            let queued = qualifier.unwrap_or(nimbus_functions::LATEST);
+            let alias = matches!(nimbus_functions::Qualifier::parse(queued), Ok(nimbus_functions::Qualifier::Alias(_)));
+            match state.functions.enqueue(&function.name, queued, &payload).await {
                 Ok(id) => {
-                    let mut res = executed(StatusCode::ACCEPTED, Body::empty());
+                    let mut res = executed(StatusCode::ACCEPTED, Body::empty(), &function.version);
+                    if alias {
+                        res.headers_mut().remove("x-amz-executed-version");
+                    }
                     if let Ok(v) = HeaderValue::from_str(&id) {
                         res.headers_mut().insert("x-amzn-requestid", v);
                     }
@@ -142,7 +174,7 @@ pub async fn invoke(
                 }
             }
         }
-        "DryRun" => executed(StatusCode::NO_CONTENT, Body::empty()),
+        "DryRun" => executed(StatusCode::NO_CONTENT, Body::empty(), &function.version),
         other => lambda_error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValueException",
@@ -163,22 +195,27 @@ fn lambda_refusal(e: crate::error::ApiError) -> Response {
     res
 }
 
-fn executed(status: StatusCode, body: Body) -> Response {
+/// An answer with `X-Amz-Executed-Version`: `$LATEST` or the number of the version that ran.
+fn executed(status: StatusCode, body: Body, version: &str) -> Response {
     let mut res = Response::new(body);
     *res.status_mut() = status;
-    res.headers_mut().insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+    if let Ok(v) = HeaderValue::from_str(version) {
+        res.headers_mut().insert("x-amz-executed-version", v);
+    }
     res
 }
 
 async fn request_response(function: std::sync::Arc<Function>, payload: Bytes, tail: bool) -> Response {
     let call = Call::new();
     let (mut res, log) = match function.invoke_event(&call, payload).await {
-        Ok(answer) => (executed(StatusCode::OK, Body::from(answer)), tail_lines(&function, &call, tail).await),
+        Ok(answer) => {
+            (executed(StatusCode::OK, Body::from(answer), &function.version), tail_lines(&function, &call, tail).await)
+        }
         Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => {
             return lambda_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate Exceeded.".into());
         }
         Err(e) => {
-            let mut res = executed(StatusCode::OK, Body::from(e.payload()));
+            let mut res = executed(StatusCode::OK, Body::from(e.payload()), &function.version);
             res.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
             (res, tail_lines(&function, &call, tail).await)
         }

@@ -227,6 +227,7 @@ impl ProcessRuntime {
     /// [`ProcessRuntime::stop_idle`] tick.
     pub(crate) fn new(
         name: &str,
+        version: &str,
         arn: &str,
         spec: FunctionSpec,
         host: ProcessHost,
@@ -236,7 +237,7 @@ impl ProcessRuntime {
         let shared = Shared {
             name: name.to_string(),
             arn: arn.to_string(),
-            version: "$LATEST".into(),
+            version: version.to_string(),
             spec,
             host,
             store,
@@ -312,7 +313,7 @@ impl ProcessRuntime {
         let outcome = instance.invoke(pending, reply_rx).await;
         let peak = instance.peak_mb();
         self.shared.last_peak_mb.store(peak, Ordering::Relaxed);
-        let ran = |value| Ran { value, init_ms, memory_mb: peak, version: None };
+        let ran = |value| Ran { value, init_ms, memory_mb: peak };
         match outcome {
             Ok(Reply::Response(body)) => {
                 lease.release();

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::CliError;
-use crate::cli::{ApisCommand, FunctionsCommand, Global, Output};
+use crate::cli::{AliasCommand, ApisCommand, FunctionsCommand, Global, Output};
 use crate::client::{Client, encode_segment};
 use crate::output::{self, cell};
 
@@ -133,6 +133,115 @@ pub async fn functions(g: &Global, cmd: FunctionsCommand) -> Result<(), CliError
             if g.output == Output::Table {
                 eprintln!("{} event(s) of {name} waiting", cell(&v["queued"]));
             }
+        }
+        FunctionsCommand::Publish { name, description } => {
+            let path = format!("/functions/{}/versions", encode_segment(&name));
+            let v = client.json("POST", &path, &[], Some(serde_json::json!({ "description": description }))).await?;
+            if g.output == Output::Json {
+                outln!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            } else {
+                let version = &v["version"];
+                let model = match version["spec"]["model_group"].as_str() {
+                    Some(group) => format!(", serving model {group} version {}", cell(&version["spec"]["selector"])),
+                    None => String::new(),
+                };
+                if v["created"] == true {
+                    outln!("published {name} version {}{model}", cell(&version["version"]));
+                } else {
+                    outln!(
+                        "{name} is unchanged since version {}{model}; nothing new published",
+                        cell(&version["version"])
+                    );
+                }
+            }
+        }
+        FunctionsCommand::Versions { name } => {
+            let v = client.json("GET", &format!("/functions/{}/versions", encode_segment(&name)), &[], None).await?;
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| {
+                    let serves = match f["spec"]["model_group"].as_str() {
+                        Some(group) => format!("model {group} {}", selector_words(&f["spec"]["selector"])),
+                        None => cell(&f["spec"]["code"]),
+                    };
+                    let published = match f["created_at"].as_str() {
+                        Some(at) => format!("{at} by {}", cell(&f["created_by"])),
+                        None => "- (editable)".into(),
+                    };
+                    vec![cell(&f["version"]), serves, cell(&f["state"]), published, cell(&f["description"])]
+                })
+                .collect();
+            output::print(g.output, &v, &["VERSION", "SERVES", "STATE", "PUBLISHED", "DESCRIPTION"], rows);
+        }
+        FunctionsCommand::Alias(cmd) => alias(g, &client, cmd).await?,
+    }
+    Ok(())
+}
+
+/// A model selector in words: `version 3`, `the latest approved version`, `alias @prod`.
+fn selector_words(selector: &Value) -> String {
+    match selector.as_str() {
+        Some("latest-approved") => "latest approved".into(),
+        Some(s) if s.starts_with('@') => format!("alias {s}"),
+        Some(s) => format!("version {s}"),
+        None => cell(selector),
+    }
+}
+
+/// Where an alias sends invocations, in words: `version 1`, or `90% version 1, 10% version 2`.
+fn routing_words(a: &Value) -> String {
+    let main = cell(&a["version"]);
+    let Some((other, weight)) = a["weights"].as_object().and_then(|w| w.iter().next()) else {
+        return format!("version {main}");
+    };
+    let share = weight.as_f64().unwrap_or(0.0) * 100.0;
+    format!("{}% version {main}, {}% version {other}", trim_percent(100.0 - share), trim_percent(share))
+}
+
+/// A percentage without trailing zeros: 10, 12.5, 0.01.
+fn trim_percent(p: f64) -> String {
+    let text = format!("{p:.4}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+async fn alias(g: &Global, client: &Client, cmd: AliasCommand) -> Result<(), CliError> {
+    match cmd {
+        AliasCommand::Set { name, alias, version, weight, description } => {
+            let mut weights = serde_json::Map::new();
+            if let Some(w) = weight {
+                let (other, share) = w.split_once('=').ok_or_else(|| {
+                    CliError::Input(format!("--weight {w:?}: write VERSION=WEIGHT, e.g. --weight 4=0.1"))
+                })?;
+                let share: f64 = share.trim().parse().map_err(|_| {
+                    CliError::Input(format!("--weight {w:?}: {share:?} is not a number from 0 to below 1"))
+                })?;
+                weights.insert(other.trim().to_string(), serde_json::json!(share));
+            }
+            let path = format!("/functions/{}/aliases/{}", encode_segment(&name), encode_segment(&alias));
+            let body = serde_json::json!({ "version": version, "weights": weights, "description": description });
+            let v = client.json("PUT", &path, &[], Some(body)).await?;
+            if g.output == Output::Json {
+                outln!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            } else {
+                outln!("alias {name}:{alias} sends {}", routing_words(&v));
+            }
+        }
+        AliasCommand::List { name } => {
+            let v = client.json("GET", &format!("/functions/{}/aliases", encode_segment(&name)), &[], None).await?;
+            let rows = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| vec![cell(&a["name"]), routing_words(a), cell(&a["updated_at"]), cell(&a["description"])])
+                .collect();
+            output::print(g.output, &v, &["ALIAS", "SENDS", "UPDATED", "DESCRIPTION"], rows);
+        }
+        AliasCommand::Delete { name, alias } => {
+            let path = format!("/functions/{}/aliases/{}", encode_segment(&name), encode_segment(&alias));
+            client.json("DELETE", &path, &[], None).await?;
+            outln!("deleted alias {name}:{alias}");
         }
     }
     Ok(())
@@ -352,10 +461,18 @@ pub async fn logs(
     follow: bool,
 ) -> Result<(), CliError> {
     let client = Client::new(g)?;
+    // `NAME:VERSION`: each published version keeps its own log.
+    let (name, qualifier) = match name.split_once(':') {
+        Some((n, q)) if !api => (n, Some(q)),
+        _ => (name, None),
+    };
     let path = format!("/{}/{}/logs", if api { "apis" } else { "functions" }, encode_segment(name));
     let mut since = since.unwrap_or_else(|| "0".into());
     loop {
         let mut query = vec![("since", since.as_str())];
+        if let Some(q) = qualifier {
+            query.push(("qualifier", q));
+        }
         if let Some(f) = filter.as_deref() {
             query.push(("filter", f));
         }

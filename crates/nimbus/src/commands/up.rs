@@ -64,7 +64,7 @@ async fn walk_through(
         .routes
         .values()
         .next()
-        .map(|r| r.function.clone())
+        .map(|r| nimbus_functions::versions::split_target(&r.function).0.to_string())
         .ok_or_else(|| CliError::Input(format!("up.api: API {} has no routes", up.api)))?;
     let group = project.functions[&function].model_group.clone().unwrap_or_default();
     let versions = client.json("GET", &format!("/model-groups/{}/versions", encode_segment(&group)), &[], None).await?;

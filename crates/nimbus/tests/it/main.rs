@@ -16,6 +16,7 @@ mod examples_functions;
 mod function_code;
 mod functions_authorizers;
 mod functions_process;
+mod functions_versions;
 mod hardening_http;
 mod hardening_processes;
 mod hardening_serving;

@@ -5,6 +5,7 @@
 
 mod access;
 mod buckets;
+mod function_versions;
 mod iam;
 mod models;
 mod pipelines;

@@ -8,7 +8,7 @@
 
 use axum::routing::{MethodRouter, delete, get, head, patch, post, put};
 
-use super::{Body, access, buckets, iam, models, pipelines, serving};
+use super::{Body, access, buckets, function_versions, iam, models, pipelines, serving};
 use crate::AppState;
 
 /// One admin route.
@@ -138,6 +138,21 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/functions/{function}/logs", Json, "nimbus:GetFunctionLogs", FUNCTION, || get(serving::function_logs)),
     r("GET", "/functions/{function}/failures", Json, "nimbus:ListFunctionEventFailures", FUNCTION, || {
         get(serving::function_failures)
+    }),
+    r("POST", "/functions/{function}/versions", Json, "nimbus:PublishVersion", FUNCTION, || {
+        post(function_versions::publish)
+    }),
+    r("GET", "/functions/{function}/versions", Json, "nimbus:ListVersionsByFunction", FUNCTION, || {
+        get(function_versions::list_versions)
+    }),
+    r("GET", "/functions/{function}/aliases", Json, "nimbus:ListAliases", FUNCTION, || {
+        get(function_versions::list_aliases)
+    }),
+    r("PUT", "/functions/{function}/aliases/{alias}", Json, "nimbus:UpdateAlias", FUNCTION, || {
+        put(function_versions::put_alias)
+    }),
+    r("DELETE", "/functions/{function}/aliases/{alias}", Json, "nimbus:DeleteAlias", FUNCTION, || {
+        delete(function_versions::delete_alias)
     }),
     r("GET", "/apis", Json, "nimbus:ListApis", APIS, || get(serving::list_apis)),
     r("GET", "/apis/{api}", Json, "nimbus:GetApi", API, || get(serving::describe_api)),

@@ -20,6 +20,8 @@ use crate::error::ApiError;
 #[derive(Serialize)]
 pub struct FunctionView {
     pub name: String,
+    /// `$LATEST` or the number of a published version.
+    pub version: String,
     pub arn: String,
     pub spec: FunctionSpec,
     /// `warm` (a model is loaded, or a process instance runs) or `cold` (scaled to zero).
@@ -35,10 +37,11 @@ pub struct FunctionView {
     pub in_flight: u32,
 }
 
-fn function_view(f: &Function) -> FunctionView {
+pub(super) fn function_view(f: &Function) -> FunctionView {
     let loaded = f.loaded();
     FunctionView {
         name: f.name.clone(),
+        version: f.version.clone(),
         arn: f.arn.clone(),
         spec: f.spec.clone(),
         state: if f.is_warm() { "warm" } else { "cold" },
@@ -78,7 +81,9 @@ pub async fn put_function(
 }
 
 pub async fn delete_function(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    if let Some(api) = s.gateway.list().into_iter().find(|a| a.routes.iter().any(|r| r.function == name)) {
+    // A route may name the function itself or one of its versions or aliases (`NAME:live`).
+    let uses = |target: &str| nimbus_functions::versions::split_target(target).0 == name;
+    if let Some(api) = s.gateway.list().into_iter().find(|a| a.routes.iter().any(|r| uses(&r.function))) {
         return Err(ApiError::invalid(
             "function",
             format!("{name} is the integration of API {}; change or delete the API first", api.name),
@@ -88,7 +93,8 @@ pub async fn delete_function(State(s): State<AppState>, Path(name): Path<String>
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `?since=` (ms since the epoch or a duration such as `10m`), `filter`, `limit`. Every field is
+/// `?since=` (ms since the epoch or a duration such as `10m`), `filter`, `limit`, and for a
+/// function's log `qualifier` (`$LATEST`, the default, or a version number). Every field is
 /// text here and checked below, so a bad value is the admin API's 400 with a code, not the
 /// extractor's plain-text rejection.
 #[derive(Deserialize)]
@@ -96,6 +102,7 @@ pub struct LogQuery {
     pub since: Option<String>,
     pub filter: Option<String>,
     pub limit: Option<String>,
+    pub qualifier: Option<String>,
 }
 
 fn since_ms(q: &LogQuery) -> Result<i64, ApiError> {
@@ -139,6 +146,22 @@ pub async fn function_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let f = function(&s, &name)?;
+    // Each published version keeps its own log. An alias is no log of its own: the versions
+    // it routes to are.
+    let f = match q.qualifier.as_deref().filter(|v| *v != nimbus_functions::LATEST) {
+        None => f,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => s.functions.version(&name, n)?.function.clone(),
+            _ => {
+                return Err(ApiError::invalid(
+                    "qualifier",
+                    format!(
+                        "{v:?}: a log belongs to $LATEST or a version number; an alias's invocations are in the logs of its versions"
+                    ),
+                ));
+            }
+        },
+    };
     Ok(lines_view(f.logs.query(since_ms(&q)?, q.filter.as_deref(), limit(&q)?)))
 }
 

@@ -22,11 +22,20 @@ fn cannot_read_the_data_dir(flags: &[&str]) {
     // The start-up log names the protection in force; on a machine without any, process steps
     // would be refused or unconfined, and this test means to notice.
     let log = n.server_log();
-    let line = log.lines().find(|l| l.contains("process steps and functions: ")).unwrap_or_else(|| panic!("no sandbox line: {log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("process steps and functions: "))
+        .unwrap_or_else(|| panic!("no sandbox line: {log}"));
     let data_dir = std::fs::canonicalize(n.data_dir()).unwrap();
-    let landlock = format!("process steps and functions: sandboxed with Landlock (no access to {} for commands)", data_dir.display());
+    let landlock = format!(
+        "process steps and functions: sandboxed with Landlock (no access to {} for commands)",
+        data_dir.display()
+    );
     if flags.is_empty() {
-        assert!(line.contains(&landlock) || line.contains("process steps and functions: sandboxed as uid 65534"), "{line}");
+        assert!(
+            line.contains(&landlock) || line.contains("process steps and functions: sandboxed as uid 65534"),
+            "{line}"
+        );
     } else {
         assert!(line.contains("process steps and functions: sandboxed as uid 65534"), "{line}");
     }
