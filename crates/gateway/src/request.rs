@@ -404,14 +404,8 @@ impl Gateway {
                     Refused::message(502, "Internal Server Error")
                 }
             },
-            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => {
-                Refused::message(429, "Too Many Requests")
-            }
-            Ok(Err(InvokeError::Timeout(_))) | Err(_) => Refused::message(504, "Endpoint request timed out"),
-            Ok(Err(e)) => {
-                tracing::warn!(function, "integration failed: {e}");
-                Refused::message(502, "Internal Server Error")
-            }
+            Ok(Err(e)) => failed(function, Some(e)),
+            Err(_) => failed(function, None),
         }
     }
 
@@ -440,14 +434,8 @@ impl Gateway {
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         match tokio::time::timeout(backstop, f.invoke(call, content_type, body)).await {
             Ok(Ok(invocation)) => invocation.answer.into(),
-            Ok(Err(InvokeError::Throttled { .. } | InvokeError::Busy { .. })) => {
-                Refused::message(429, "Too Many Requests")
-            }
-            Ok(Err(InvokeError::Timeout(_))) | Err(_) => Refused::message(504, "Endpoint request timed out"),
-            Ok(Err(e)) => {
-                tracing::warn!(function, "integration failed: {e}");
-                Refused::message(502, "Internal Server Error")
-            }
+            Ok(Err(e)) => failed(function, Some(e)),
+            Err(_) => failed(function, None),
         }
     }
 
@@ -491,6 +479,19 @@ impl Gateway {
         );
         tracing::debug!(target: "access", "{line}");
         api.access.push(now, [line]);
+    }
+}
+
+/// API Gateway's answer to an integration that failed: `None` is the gateway's own backstop
+/// timeout.
+fn failed(function: &str, error: Option<InvokeError>) -> Refused {
+    match error {
+        Some(InvokeError::Throttled { .. } | InvokeError::Busy { .. }) => Refused::message(429, "Too Many Requests"),
+        Some(InvokeError::Timeout(_)) | None => Refused::message(504, "Endpoint request timed out"),
+        Some(e) => {
+            tracing::warn!(function, "integration failed: {e}");
+            Refused::message(502, "Internal Server Error")
+        }
     }
 }
 

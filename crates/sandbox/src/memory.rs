@@ -81,7 +81,12 @@ impl MemoryControl {
                 let dir = parent.join(group_name(label));
                 std::fs::create_dir(&dir)?;
                 // From here on the group is removed on failure (the limit's drop).
-                let limit = MemoryLimit { group: Group::Cgroup { v2, dir: dir.clone() }, limit_bytes, seen: 0.into() };
+                let limit = MemoryLimit {
+                    group: Group::Cgroup { v2, dir: dir.clone() },
+                    limit_bytes,
+                    seen: 0.into(),
+                    peak_file: Mutex::new(None),
+                };
                 let bytes = limit_bytes.to_string();
                 if v2 {
                     std::fs::write(dir.join("memory.max"), &bytes)?;
@@ -97,7 +102,7 @@ impl MemoryControl {
                 return Ok(limit);
             }
         };
-        Ok(MemoryLimit { group, limit_bytes, seen: 0.into() })
+        Ok(MemoryLimit { group, limit_bytes, seen: 0.into(), peak_file: Mutex::new(None) })
     }
 }
 
@@ -109,6 +114,8 @@ pub struct MemoryLimit {
     limit_bytes: u64,
     /// The largest usage seen, for controls that offer no peak of their own.
     seen: AtomicU64,
+    /// The group's peak file, opened once: it is read after every invocation.
+    peak_file: Mutex<Option<std::fs::File>>,
 }
 
 #[derive(Debug)]
@@ -147,14 +154,17 @@ impl MemoryLimit {
     /// when the kernel does not tell.
     pub fn peak_bytes(&self) -> Option<u64> {
         let now = match &self.group {
-            Group::Cgroup { v2: true, dir } => {
-                if let Some(peak) = read_number(&dir.join("memory.peak")) {
+            Group::Cgroup { v2, dir } => {
+                let name = if *v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+                if let Some(peak) = self.read_peak_file(&dir.join(name)) {
                     return Some(peak);
+                }
+                if !*v2 {
+                    return None;
                 }
                 // Before Linux 5.19: the current usage, the largest seen kept below.
                 read_number(&dir.join("memory.current"))
             }
-            Group::Cgroup { v2: false, dir } => return read_number(&dir.join("memory.max_usage_in_bytes")),
             Group::AddressSpace { supervisor } => {
                 let root = *supervisor.lock().unwrap_or_else(|e| e.into_inner());
                 root.map(|root| {
@@ -164,6 +174,18 @@ impl MemoryLimit {
         };
         let seen = self.seen.fetch_max(now.unwrap_or(0), Ordering::Relaxed).max(now.unwrap_or(0));
         (seen > 0).then_some(seen)
+    }
+
+    /// Reads the peak file, opening it on first use and then re-reading it from its start.
+    fn read_peak_file(&self, path: &Path) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut file = self.peak_file.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            *file = std::fs::File::open(path).ok();
+        }
+        let mut buf = [0u8; 32];
+        let n = file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     /// Whether the kernel killed a process of the group for exceeding the limit. Always false
@@ -204,6 +226,7 @@ impl MemoryLimit {
 
 impl Drop for MemoryLimit {
     fn drop(&mut self) {
+        drop(self.peak_file.get_mut().map(Option::take));
         let Group::Cgroup { dir, .. } = &self.group else { return };
         if remove_group(dir).is_ok() {
             return;
